@@ -1,0 +1,107 @@
+"""The ``grader`` command line: a thin Typer shell over the library.
+
+Input errors (``GraderError``) become a one-line message on stderr and exit code 2, in one place
+(``_Group.invoke``), never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from .errors import GraderError
+from .settings import Settings, get_settings
+
+
+class _Group(TyperGroup):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except GraderError as err:
+            typer.echo(f"error: {err.message}", err=True)
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False, help="Grade free-text answers against rubrics.")
+rubric_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Check and draft rubrics.")
+app.add_typer(rubric_app, name="rubric")
+
+RubricsDir = Annotated[Optional[Path], typer.Option("--rubrics", help="rubrics directory (default: GRADER_RUBRICS_DIR)")]
+
+
+def _settings(rubrics: Path | None = None) -> Settings:
+    settings = get_settings()
+    return settings.model_copy(update={"rubrics_dir": rubrics}) if rubrics else settings
+
+
+def _grader(settings: Settings):
+    from .grade import Grader
+
+    return Grader(settings)
+
+
+def _print_json(data: object) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@app.command()
+def grade(
+    rubric: Annotated[str, typer.Argument(help="a rubric id in the rubrics directory, or a path to a YAML file")],
+    answer: Annotated[str, typer.Argument(help="the answer text, or - to read it from stdin")],
+    rubrics: RubricsDir = None,
+) -> None:
+    """Grade one answer and print the result as JSON."""
+    from .rubric import resolve_rubric
+
+    settings = _settings(rubrics)
+    chosen = resolve_rubric(rubric, settings.rubrics_dir)
+    text: str | bytes = sys.stdin.buffer.read() if answer == "-" else answer
+    result = _grader(settings).grade(chosen, text)
+    _print_json(result.model_dump(mode="json"))
+
+
+@rubric_app.command("check")
+def rubric_check(
+    path: Annotated[Optional[Path], typer.Argument(help="a rubric file or directory (default: the rubrics dir)")] = None,
+) -> None:
+    """Validate rubrics and report key points that overlap or restate the question."""
+    from .check import check_rubrics
+    from .encoder import Encoder
+    from .rubric import load_rubric, load_rubrics
+
+    settings = get_settings()
+    target = path or settings.rubrics_dir
+    rubrics = list(load_rubrics(target).values()) if target.is_dir() else [load_rubric(target)]
+    warnings = check_rubrics(rubrics, Encoder(settings.model_path, settings.encode_batch_size))
+    for warning in warnings:
+        typer.echo(f"warning: {warning}")
+    typer.echo(f"{len(rubrics)} rubric(s) valid, {len(warnings)} warning(s)")
+
+
+@rubric_app.command("draft")
+def rubric_draft(
+    question: Annotated[str, typer.Option("--question", "-q", help="the question text")],
+    reference: Annotated[str, typer.Option("--reference", "-r", help="a reference answer, or - for stdin")],
+    rubric_id: Annotated[Optional[str], typer.Option("--id", help="rubric id (lowercase-dashed)")] = None,
+    max_score: Annotated[float, typer.Option(help="points for a complete answer")] = 5.0,
+) -> None:
+    """Print a draft rubric (YAML) whose key points come from the reference answer."""
+    from .draft import draft_rubric
+    from .grade import clean_answer
+
+    text = clean_answer(sys.stdin.buffer.read() if reference == "-" else reference, get_settings().max_answer_chars)
+    typer.echo(draft_rubric(question, text, rubric_id, max_score).to_yaml(), nl=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""The one grading path. The CLI, the API, batch jobs and the eval harness all call ``Grader.grade_many``.
+
+Many answers are graded together: every span of every answer, and the texts of rubrics not yet
+cached, are embedded in a single ``encode`` call; the rest is matrix products per answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import __version__
+from .encoder import EmbeddingCache, Encoder
+from .errors import AnswerError, AnswerTooLarge, GraderError
+from .guards import is_instruction, is_keyword_list, language_flag, polarity_flipped
+from .match import RubricVectors, answer_spans, rubric_texts, similarities
+from .result import Evidence, Fingerprint, GradeResult, MisconceptionHit
+from .rubric import Rubric
+from .score import ZERO_SCORE_FLAGS, REVIEW_FLAGS, AnswerView, confidence_of, coverage_of, judge_key_points, points_for
+from .segment import segment_answer
+from .settings import Settings, Thresholds, get_settings
+
+REASONS = {
+    "off_topic": "the answer is not about the question or any key point",
+    "grader_instruction": "the answer addresses the grader instead of the question; such text earns nothing",
+    "gibberish": "the answer is not readable text",
+    "other_language": "the answer is not in English, the language of the rubric",
+    "question_restated": "some sentences only restate the question and earn nothing",
+    "question_restated_only": "the answer only restates the question",
+    "keyword_list": "key points named as bare terms, without saying how they relate, earn at most partial credit",
+    "too_long": "the answer is unusually long; check that its evidence is not scattered padding",
+    "contradiction": "the answer denies at least one key point",
+    "misconception": "the answer states a known misconception",
+}
+
+
+def clean_answer(answer: str | bytes, max_chars: int) -> str:
+    """Decode and validate an answer at the boundary; every rejection says what to fix."""
+    if isinstance(answer, bytes):
+        try:
+            answer = answer.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise AnswerError(f"answer is not valid UTF-8 (bad byte at offset {err.start}); send UTF-8 text") from None
+    if not isinstance(answer, str):
+        raise AnswerError(f"answer must be text, got {type(answer).__name__}", field="answer")
+    # Control characters (except tab / newline) carry no meaning and can hide text from a reader.
+    answer = "".join(ch for ch in answer if ch in "\t\n\r" or ch.isprintable() or ch == "\u00a0")
+    if len(answer) > max_chars:
+        raise AnswerTooLarge(
+            f"answer has {len(answer)} characters; the limit is {max_chars} (setting GRADER_MAX_ANSWER_CHARS)",
+            field="answer",
+        )
+    if not answer.strip():
+        raise AnswerError("answer is empty; there is nothing to grade", field="answer")
+    return answer
+
+
+class Grader:
+    """Holds the model, the key-point embedding cache and the settings; grades answers."""
+
+    def __init__(self, settings: Settings | None = None, encoder: Encoder | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.encoder = encoder or Encoder(self.settings.model_path, self.settings.encode_batch_size)
+        self.cache = EmbeddingCache(self.settings.embedding_cache_size)
+        self.calibration = "linear"
+
+    def thresholds_for(self, rubric: Rubric) -> Thresholds:
+        return self.settings.thresholds.model_copy(update=rubric.thresholds)
+
+    def fingerprint(self, rubric: Rubric) -> Fingerprint:
+        return Fingerprint(
+            model=self.encoder.name,
+            model_hash=self.encoder.weights_hash,
+            rubric_id=rubric.id,
+            rubric_version=rubric.version,
+            rubric_hash=rubric.content_hash,
+            thresholds=self.thresholds_for(rubric).model_dump(),
+            calibration=self.calibration,
+            grader_version=__version__,
+        )
+
+    def grade(self, rubric: Rubric, answer: str | bytes) -> GradeResult:
+        """Grade one answer; raises a ``GraderError`` for input that cannot be graded."""
+        (result,) = self.grade_many([(rubric, answer)])
+        if isinstance(result, GraderError):
+            raise result
+        return result
+
+    def grade_many(self, items: Sequence[tuple[Rubric, str | bytes]]) -> list[GradeResult | GraderError]:
+        """Grade many (rubric, answer) pairs with one encode call; a bad answer becomes its error, in place."""
+        prepared: list[tuple[Rubric, str, list] | GraderError] = []
+        for rubric, answer in items:
+            try:
+                text = clean_answer(answer, self.settings.max_answer_chars)
+                clauses = segment_answer(text)
+                if not clauses:
+                    raise AnswerError("answer has no words to grade", field="answer")
+                if len(clauses) > self.settings.max_clauses:
+                    raise AnswerTooLarge(
+                        f"answer has {len(clauses)} clauses; the limit is {self.settings.max_clauses} "
+                        "(setting GRADER_MAX_CLAUSES)",
+                        field="answer",
+                    )
+                prepared.append((rubric, text, clauses))
+            except GraderError as err:
+                prepared.append(err)
+
+        # One encode call: every distinct span text, plus the texts of rubrics not yet cached.
+        todo = [p for p in prepared if not isinstance(p, GraderError)]
+        spans_of = [answer_spans(clauses) for _, _, clauses in todo]
+        span_texts = [text[s.start : s.end] for (_, text, _), spans in zip(todo, spans_of) for s in spans]
+        rubrics = {r.content_hash: r for r, _, _ in todo}
+        missing = [r for key, r in rubrics.items() if self.cache.get(self._cache_key(key)) is None]
+        unique = list(dict.fromkeys(span_texts + [t for r in missing for t in rubric_texts(r)]))
+        vectors = self.encoder.encode(unique)
+        row = {t: i for i, t in enumerate(unique)}
+        for r in missing:
+            self.cache.put(self._cache_key(r.content_hash), self._vectors(r, vectors[[row[t] for t in rubric_texts(r)]]))
+
+        results: list[GradeResult | GraderError] = []
+        it = iter(zip(todo, spans_of))
+        for p in prepared:
+            if isinstance(p, GraderError):
+                results.append(p)
+                continue
+            (rubric, text, clauses), spans = next(it)
+            rv = self._rubric_vectors(rubric, rubrics)
+            span_vecs = vectors[[row[text[s.start : s.end]] for s in spans]]
+            results.append(self._judge(rubric, rv, text, clauses, spans, span_vecs))
+        return results
+
+    def _cache_key(self, rubric_hash: str) -> str:
+        return f"{self.encoder.weights_hash}:{rubric_hash}"
+
+    def _vectors(self, rubric: Rubric, vectors: np.ndarray) -> RubricVectors:
+        return RubricVectors.from_embeddings(rubric, vectors)
+
+    def _rubric_vectors(self, rubric: Rubric, batch: dict[str, Rubric]) -> RubricVectors:
+        rv = self.cache.get(self._cache_key(rubric.content_hash))
+        if rv is None:  # cache disabled or evicted within this call: encode this rubric alone
+            rv = self._vectors(rubric, self.encoder.encode(rubric_texts(rubric)))
+        return rv
+
+    def _judge(self, rubric, rv, text, clauses, spans, span_vecs) -> GradeResult:
+        t = self.thresholds_for(rubric)
+        sims = similarities(span_vecs, rv)
+        n = len(clauses)
+        flags: list[str] = []
+        lang = language_flag(text)
+        if lang:
+            flags.append(lang)
+        instruction = np.array([is_instruction(c.text) for c in clauses], dtype=bool)
+        clause_kp = sims.key_points[:n].max(axis=1)
+        restated = (sims.question[:n] >= t.question_restated_threshold) & (sims.question[:n] >= clause_kp)
+        keyword = np.array([is_keyword_list(c.text) for c in clauses], dtype=bool) | is_keyword_list(text)
+        if instruction.any():
+            flags.append("grader_instruction")
+        if restated.any():
+            flags.append("question_restated_only" if (restated | instruction).all() else "question_restated")
+        excluded = instruction | restated
+        view = AnswerView(text, clauses, spans, excluded, keyword, flags)
+        verdicts = judge_key_points(rubric, rv, sims, view, t)
+
+        eligible = np.array([not excluded[list(s.clauses)].any() for s in spans], dtype=bool)
+        best_any = max(
+            float(sims.key_points[eligible].max(initial=-1.0)), float(sims.question[eligible].max(initial=-1.0))
+        )
+        if best_any < t.off_topic_threshold and not set(flags) & ZERO_SCORE_FLAGS:
+            flags.append("off_topic")
+        if len(text.split()) > self.settings.too_long_words:
+            flags.append("too_long")
+        if any(v.status == "contradicted" for v in verdicts):
+            flags.append("contradiction")
+
+        hits = self._misconceptions(rubric, rv, sims, view, t)
+        if hits:
+            flags.append("misconception")
+        coverage = coverage_of(rubric, verdicts)
+        points = points_for(rubric, verdicts, coverage) - sum(h.penalty for h in hits)
+        if set(flags) & ZERO_SCORE_FLAGS:
+            coverage, points = 0.0, 0.0
+        confidence = confidence_of(verdicts, flags, t)
+        return GradeResult(
+            rubric_id=rubric.id,
+            score=round(min(max(points, 0.0), rubric.max_score), 3),
+            max_score=rubric.max_score,
+            coverage=round(coverage, 4),
+            key_points=verdicts,
+            missing=[v.id for v in verdicts if v.status == "missing"],
+            contradicted=[v.id for v in verdicts if v.status == "contradicted"],
+            misconceptions=hits,
+            flags=flags,
+            reasons=[REASONS[f] for f in flags],
+            confidence=confidence,
+            needs_review=confidence < self.settings.review_confidence or bool(set(flags) & REVIEW_FLAGS),
+            fingerprint=self.fingerprint(rubric),
+        )
+
+    @staticmethod
+    def _misconceptions(rubric, rv, sims, view, t) -> list[MisconceptionHit]:
+        hits = []
+        n = len(view.clauses)
+        for m, misconception in enumerate(rubric.misconceptions):
+            col = np.where(view.excluded, -1.0, sims.misconceptions[:n, m])
+            c = int(col.argmax())
+            if col[c] >= t.misconception_threshold and not polarity_flipped(misconception.text, view.clauses[c].text):
+                clause = view.clauses[c]
+                hits.append(
+                    MisconceptionHit(
+                        text=misconception.text,
+                        penalty=misconception.penalty,
+                        evidence=Evidence(text=clause.text, start=clause.start, end=clause.end, similarity=round(float(col[c]), 4)),
+                    )
+                )
+        return hits

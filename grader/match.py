@@ -1,0 +1,140 @@
+"""Similarity of answer spans to a rubric's key points, as matrix products over unit vectors.
+
+Spans are the clauses, windows of 2-3 adjacent clauses (a point may be made across a clause
+boundary) and, for short answers, the whole answer. Each key point is compared with its text and
+its paraphrases (the best wins), and separately with its contradictions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .rubric import Rubric
+from .segment import Clause
+
+MAX_WINDOW = 3  # clauses per window; longer windows dilute the embedding more than they add
+WHOLE_ANSWER_MAX_CLAUSES = 8  # above this the whole answer is too diluted to be useful evidence
+
+
+def rubric_texts(rubric: Rubric) -> list[str]:
+    """Every text of a rubric to embed, in the fixed order ``RubricVectors.from_embeddings`` expects."""
+    texts = [rubric.question]
+    for kp in rubric.key_points:
+        texts += [kp.text, *kp.paraphrases, *kp.contradictions]
+    texts += [m.text for m in rubric.misconceptions]
+    return texts
+
+
+@dataclass(frozen=True)
+class RubricVectors:
+    """A rubric's embeddings, grouped so one matrix product scores every key point."""
+
+    question: np.ndarray  # (d,)
+    targets: np.ndarray  # (T, d) key point texts and paraphrases, grouped by key point
+    target_texts: list[str]
+    target_starts: np.ndarray  # (K,) first target row of each key point
+    contradictions: np.ndarray  # (C, d)
+    contradiction_owner: np.ndarray  # (C,) key point index of each contradiction
+    contradiction_texts: list[str]
+    misconceptions: np.ndarray  # (M, d)
+    key_point_similarity: np.ndarray  # (K, K) between key point texts
+
+    @classmethod
+    def from_embeddings(cls, rubric: Rubric, vectors: np.ndarray) -> "RubricVectors":
+        rows = iter(range(len(vectors)))
+        question = vectors[next(rows)]
+        targets, texts, starts, contra, owner, contra_texts, main = [], [], [], [], [], [], []
+        for k, kp in enumerate(rubric.key_points):
+            starts.append(len(targets))
+            main.append(len(targets))  # the key point's own text leads its group
+            for text in (kp.text, *kp.paraphrases):
+                targets.append(vectors[next(rows)])
+                texts.append(text)
+            for text in kp.contradictions:
+                contra.append(vectors[next(rows)])
+                owner.append(k)
+                contra_texts.append(text)
+        misconceptions = [vectors[next(rows)] for _ in rubric.misconceptions]
+        dim = vectors.shape[1]
+        targets_arr = np.asarray(targets, dtype=np.float32)
+        kp_vecs = targets_arr[main]
+        return cls(
+            question=question,
+            targets=targets_arr,
+            target_texts=texts,
+            target_starts=np.asarray(starts),
+            contradictions=np.asarray(contra, dtype=np.float32).reshape(-1, dim),
+            contradiction_owner=np.asarray(owner, dtype=int),
+            contradiction_texts=contra_texts,
+            misconceptions=np.asarray(misconceptions, dtype=np.float32).reshape(-1, dim),
+            key_point_similarity=kp_vecs @ kp_vecs.T,
+        )
+
+
+@dataclass(frozen=True)
+class Span:
+    """Adjacent clauses ``first..last`` of an answer, compared as one text."""
+
+    first: int
+    last: int
+    start: int
+    end: int
+
+    @property
+    def clauses(self) -> range:
+        return range(self.first, self.last + 1)
+
+
+def answer_spans(clauses: list[Clause]) -> list[Span]:
+    """Clauses first (span i is clause i), then windows, then the whole answer when it is short."""
+    n = len(clauses)
+    spans = [Span(i, i, c.start, c.end) for i, c in enumerate(clauses)]
+    for size in range(2, MAX_WINDOW + 1):
+        spans += [Span(i, i + size - 1, clauses[i].start, clauses[i + size - 1].end) for i in range(n - size + 1)]
+    if MAX_WINDOW < n <= WHOLE_ANSWER_MAX_CLAUSES:
+        spans.append(Span(0, n - 1, clauses[0].start, clauses[-1].end))
+    return spans
+
+
+@dataclass(frozen=True)
+class Similarities:
+    """All similarities of one answer against one rubric."""
+
+    key_points: np.ndarray  # (S, K) best over each key point's text and paraphrases
+    best_target: np.ndarray  # (S, K) index into RubricVectors.target_texts of that best
+    contradictions: np.ndarray  # (S, K) best over each key point's contradictions; -1 if it has none
+    best_contradiction: np.ndarray  # (S, K) index into contradiction_texts
+    question: np.ndarray  # (S,)
+    misconceptions: np.ndarray  # (S, M)
+
+
+def similarities(span_vectors: np.ndarray, rv: RubricVectors) -> Similarities:
+    """One matrix product per kind of rubric text; reductions per key point stay vectorized."""
+    n_spans, n_kp = len(span_vectors), len(rv.target_starts)
+    target_sim = span_vectors @ rv.targets.T  # (S, T)
+    owner = np.repeat(np.arange(n_kp), np.diff(np.append(rv.target_starts, len(rv.targets))))
+    kp_sim = np.full((n_spans, n_kp), -1.0, dtype=np.float32)
+    best_target = np.zeros((n_spans, n_kp), dtype=int)
+    contra_sim = np.full((n_spans, n_kp), -1.0, dtype=np.float32)
+    best_contra = np.zeros((n_spans, n_kp), dtype=int)
+    contra_all = span_vectors @ rv.contradictions.T  # (S, C)
+    for k in range(n_kp):  # K is a handful of key points; the work per k is one vectorized argmax
+        cols = np.flatnonzero(owner == k)
+        idx = target_sim[:, cols].argmax(axis=1)
+        best_target[:, k] = cols[idx]
+        kp_sim[:, k] = target_sim[np.arange(n_spans), cols[idx]]
+        ccols = np.flatnonzero(rv.contradiction_owner == k)
+        if len(ccols):
+            cidx = contra_all[:, ccols].argmax(axis=1)
+            best_contra[:, k] = ccols[cidx]
+            contra_sim[:, k] = contra_all[np.arange(n_spans), ccols[cidx]]
+    return Similarities(
+        key_points=kp_sim,
+        best_target=best_target,
+        contradictions=contra_sim,
+        best_contradiction=best_contra,
+        question=span_vectors @ rv.question,
+        misconceptions=span_vectors @ rv.misconceptions.T,
+    )

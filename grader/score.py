@@ -1,0 +1,158 @@
+"""From similarities to a grade: per key point status and credit, coverage, score and confidence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .guards import polarity_flipped
+from .match import RubricVectors, Similarities, Span
+from .result import Evidence, KeyPointVerdict, Status
+from .rubric import Rubric
+from .segment import Clause
+from .settings import Thresholds
+
+WORDS_PER_POINT = 8  # a span can state one unrelated key point per this many words
+RELATED_KEY_POINTS = 0.5  # key points this similar may share their evidence
+CONFIDENCE_MARGIN = 0.10  # a similarity this far from every threshold is a confident call
+ZERO_SCORE_FLAGS = {"off_topic", "grader_instruction", "gibberish", "other_language", "question_restated_only"}
+REVIEW_FLAGS = {"grader_instruction", "gibberish", "other_language", "contradiction"}
+
+
+@dataclass
+class AnswerView:
+    """What the judge knows about one answer beyond its similarities."""
+
+    text: str
+    clauses: list[Clause]
+    spans: list[Span]
+    excluded: np.ndarray  # (n_clauses,) bool: restated question or instruction, earns nothing
+    keyword_clause: np.ndarray  # (n_clauses,) bool: bare list of terms
+    flags: list[str] = field(default_factory=list)
+
+
+def _evidence(view: AnswerView, span: Span, similarity: float) -> Evidence:
+    return Evidence(
+        text=view.text[span.start : span.end], start=span.start, end=span.end, similarity=round(float(similarity), 4)
+    )
+
+
+def credit_for(similarity: float, t: Thresholds) -> tuple[Status, float]:
+    """Covered earns 1; partial earns 0.5 at the partial threshold rising to 1 at the covered one."""
+    if similarity >= t.covered_threshold:
+        return "covered", 1.0
+    if similarity >= t.partial_threshold:
+        ramp = (similarity - t.partial_threshold) / (t.covered_threshold - t.partial_threshold)
+        return "partial", 0.5 + 0.5 * ramp
+    return "missing", 0.0
+
+
+def _span_capacity(view: AnswerView, span: Span) -> int:
+    """How many unrelated key points one span may support: a short clause states one thing."""
+    return max(1, len(view.text[span.start : span.end].split()) // WORDS_PER_POINT)
+
+
+def judge_key_points(
+    rubric: Rubric, rv: RubricVectors, sims: Similarities, view: AnswerView, t: Thresholds
+) -> list[KeyPointVerdict]:
+    """Status, credit and evidence per key point.
+
+    A clause that says the opposite of a key point (negation, antonym, or a listed contradiction
+    stated with the same polarity) cannot support it, nor can a window that contains it; when the
+    opposite is said more strongly than the point is supported, the point is contradicted. One span
+    cannot be the evidence for more unrelated key points than it has room to state, so a bare list
+    of terms or one generic sentence does not collect credit for everything it is near.
+    """
+    n_clauses, n_kp = len(view.clauses), len(rubric.key_points)
+    span_excluded = np.array([view.excluded[list(s.clauses)].any() for s in view.spans], dtype=bool)
+    span_keywords = np.array([view.keyword_clause[list(s.clauses)].all() for s in view.spans], dtype=bool)
+    support = np.where(span_excluded[:, None], -1.0, sims.key_points)  # (S, K)
+    against = np.full(n_kp, -1.0)
+    against_at = np.zeros(n_kp, dtype=int)
+    for k in range(n_kp):
+        # Only clauses close enough to be about the key point are checked for negation.
+        flipped = np.zeros(n_clauses, dtype=bool)
+        for c in np.flatnonzero(support[:n_clauses, k] >= t.partial_threshold):
+            flipped[c] = polarity_flipped(rv.target_texts[sims.best_target[c, k]], view.clauses[c].text)
+        # A listed contradiction counts only when the clause states it, not when it denies it.
+        for c in np.flatnonzero(sims.contradictions[:n_clauses, k] >= t.contradiction_threshold):
+            text = rv.contradiction_texts[sims.best_contradiction[c, k]]
+            if not span_excluded[c] and not polarity_flipped(text, view.clauses[c].text):
+                if sims.contradictions[c, k] > against[k]:
+                    against[k], against_at[k] = sims.contradictions[c, k], c
+        if flipped.any():
+            c = int(np.flatnonzero(flipped)[support[:n_clauses, k][flipped].argmax()])
+            if support[c, k] > against[k]:
+                against[k], against_at[k] = support[c, k], c
+            touches = np.array([flipped[list(s.clauses)].any() for s in view.spans], dtype=bool)
+            support[touches, k] = -1.0
+
+    # Greedy assignment, strongest key point first: spans have room for a few unrelated points.
+    room = np.array([_span_capacity(view, s) for s in view.spans])
+    owners: list[list[int]] = [[] for _ in view.spans]
+    best = np.zeros(n_kp, dtype=int)
+    for k in np.argsort(-support.max(axis=0), kind="stable"):
+        unrelated = np.array(
+            [sum(rv.key_point_similarity[k, o] < RELATED_KEY_POINTS for o in owned) for owned in owners]
+        )
+        column = np.where(unrelated < room, support[:, k], -1.0)
+        best[k] = int(column.argmax())
+        if column[best[k]] >= t.partial_threshold:
+            owners[best[k]].append(int(k))
+        support[:, k] = column
+
+    verdicts = []
+    for k, kp in enumerate(rubric.key_points):
+        sim = float(support[best[k], k])
+        contradicted = against[k] >= t.contradiction_threshold and against[k] >= sim + t.contradiction_margin
+        if contradicted:
+            status, credit = "contradicted", 0.0
+        else:
+            status, credit = credit_for(sim, t)
+            if credit > t.keyword_list_credit and span_keywords[best[k]]:
+                status, credit = "partial", t.keyword_list_credit
+                if "keyword_list" not in view.flags:
+                    view.flags.append("keyword_list")
+        verdicts.append(
+            KeyPointVerdict(
+                id=kp.id,
+                text=kp.text,
+                weight=kp.weight,
+                status=status,
+                similarity=round(max(sim, 0.0), 4),
+                credit=round(credit, 4),
+                evidence=_evidence(view, view.spans[best[k]], sim) if status != "missing" and sim > 0 else None,
+                contradiction=_evidence(view, view.spans[against_at[k]], against[k]) if contradicted else None,
+            )
+        )
+    return verdicts
+
+
+def coverage_of(rubric: Rubric, verdicts: list[KeyPointVerdict]) -> float:
+    total = sum(v.weight for v in verdicts)
+    return sum(v.weight * v.credit for v in verdicts) / total
+
+
+def points_for(rubric: Rubric, verdicts: list[KeyPointVerdict], coverage: float) -> float:
+    """Points before penalties: weighted coverage x max_score, or the band of the covered count."""
+    if rubric.scoring.mode == "count":
+        count = sum(1.0 if v.status == "covered" else 0.5 if v.status == "partial" else 0.0 for v in verdicts)
+        reached = [n for n in rubric.scoring.bands if n <= count]
+        return float(rubric.scoring.bands[max(reached)]) if reached else 0.0
+    return coverage * rubric.max_score
+
+
+def confidence_of(verdicts: list[KeyPointVerdict], flags: list[str], t: Thresholds) -> float:
+    """High when every similarity is far from the thresholds that decide its status, lower with flags."""
+    margins = [
+        min(abs(v.similarity - t.covered_threshold), abs(v.similarity - t.partial_threshold)) for v in verdicts
+    ]
+    weights = [v.weight for v in verdicts]
+    conf = float(np.average([min(1.0, m / CONFIDENCE_MARGIN) for m in margins], weights=weights))
+    if set(flags) & ZERO_SCORE_FLAGS - {"off_topic"}:
+        return min(conf, 0.3)
+    for flag in ("keyword_list", "question_restated", "too_long", "contradiction"):
+        if flag in flags:
+            conf *= 0.8
+    return round(conf, 4)

@@ -1,0 +1,87 @@
+"""Split an answer into clauses with character offsets, so evidence can point into the original text.
+
+Boundaries, in order: line breaks and bullets, sentence ends, semicolons, and, in long sentences
+only, conjunctions that join two statements (", and", ", but", "whereas", ...). Pieces too short
+to state anything are merged into their neighbour.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Clause:
+    """A span of the answer: ``answer[start:end] == text``."""
+
+    text: str
+    start: int
+    end: int
+
+
+_LINE = re.compile(r"[^\n\r]+")
+_BULLET = re.compile(r"^\s*(?:[-*•·–—>]+|\(?\d{1,2}[.)]|\(?[a-zA-Z][.)](?=\s))\s*")
+# A sentence ends at . ! ? (and closing quotes/brackets) followed by whitespace.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+_SEMICOLON = re.compile(r"\s*;\s*")
+_CONJUNCTION = re.compile(
+    r",\s+(?:and|but|so|while|whereas|which|because|although|though|however)\b\s*|"
+    r"\s+(?:whereas|but also|but|while)\s+",
+    re.IGNORECASE,
+)
+_ABBREVIATIONS = {"e.g.", "i.e.", "etc.", "vs.", "cf.", "approx.", "fig.", "eq.", "dr.", "mr.", "ms.", "al.", "resp."}
+LONG_SENTENCE_WORDS = 20  # only sentences longer than this are split at conjunctions
+MIN_CLAUSE_WORDS = 3  # shorter pieces are merged into the previous clause
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _split(text: str, start: int, pattern: re.Pattern[str], keep=None) -> list[tuple[int, int]]:
+    """Spans of ``text`` (offset by ``start``) between matches of ``pattern``."""
+    spans, pos = [], 0
+    for m in pattern.finditer(text):
+        if keep is not None and not keep(text, m):
+            continue
+        spans.append((start + pos, start + m.start()))
+        pos = m.end()
+    spans.append((start + pos, start + len(text)))
+    return spans
+
+
+def _not_abbreviation(text: str, m: re.Match[str]) -> bool:
+    before = text[: m.start()].rsplit(None, 1)
+    return not before or before[-1].lower() not in _ABBREVIATIONS
+
+
+def _trim(answer: str, start: int, end: int) -> tuple[int, int]:
+    piece = answer[start:end]
+    left = len(piece) - len(piece.lstrip())
+    right = len(piece.rstrip())
+    return start + left, start + max(left, right)
+
+
+def segment_answer(answer: str) -> list[Clause]:
+    """Clauses of ``answer`` in order, each with its offsets; empty text gives no clauses."""
+    spans: list[tuple[int, int]] = []
+    for line in _LINE.finditer(answer):
+        bullet = _BULLET.match(line.group())
+        line_start = line.start() + (bullet.end() if bullet else 0)
+        for s0, e0 in _split(answer[line_start : line.end()], line_start, _SENTENCE_END, _not_abbreviation):
+            for s1, e1 in _split(answer[s0:e0], s0, _SEMICOLON):
+                if _words(answer[s1:e1]) > LONG_SENTENCE_WORDS:
+                    spans.extend(_split(answer[s1:e1], s1, _CONJUNCTION))
+                else:
+                    spans.append((s1, e1))
+    merged: list[tuple[int, int]] = []
+    for start, end in (_trim(answer, s, e) for s, e in spans):
+        if end <= start or not any(ch.isalnum() for ch in answer[start:end]):
+            continue
+        # A fragment too short to state anything joins its predecessor on the same line.
+        if merged and _words(answer[start:end]) < MIN_CLAUSE_WORDS and "\n" not in answer[merged[-1][1] : start]:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return [Clause(answer[s:e], s, e) for s, e in merged]

@@ -1,0 +1,93 @@
+"""All configuration in one place: `GRADER_*` environment variables or a `.env` file.
+
+Built once (``get_settings``) and passed down; no other module reads ``os.environ``.
+Thresholds live here with the reason for their value, not as literals in the code.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_rubrics_dir() -> Path:
+    # The shipped rubrics sit beside the package in a source checkout (`pip install -e .`).
+    return PROJECT_ROOT / "rubrics"
+
+
+class Thresholds(BaseSettings):
+    """Similarity thresholds of the matcher; part of every fingerprint.
+
+    Values are cosine similarities of all-MiniLM-L6-v2 embeddings, chosen on the shipped
+    example answers (eval/data/ml_interview): paraphrases of one statement land at 0.55-0.85,
+    related statements about the same topic at 0.3-0.5, unrelated text below 0.15.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="GRADER_", env_file=".env", extra="ignore")
+
+    covered_threshold: float = Field(0.58, description="similarity at or above which a key point is covered")
+    partial_threshold: float = Field(0.40, description="similarity at or above which a key point is partial")
+    contradiction_threshold: float = Field(
+        0.50, description="a negating clause or a listed contradiction this similar can contradict a key point"
+    )
+    contradiction_margin: float = Field(
+        0.03, description="a contradiction must beat the key point's own similarity by this much"
+    )
+    question_restated_threshold: float = Field(
+        0.80, description="a clause this similar to the question restates it and earns nothing"
+    )
+    off_topic_threshold: float = Field(
+        0.25, description="an answer whose best similarity to question and key points is below this is off-topic"
+    )
+    misconception_threshold: float = Field(0.62, description="similarity at which a misconception counts as stated")
+    keyword_list_credit: float = Field(0.35, description="most credit a bare list of terms can earn for a key point")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Thresholds":
+        if not 0 < self.partial_threshold < self.covered_threshold <= 1:
+            raise ValueError(
+                "thresholds must satisfy 0 < partial_threshold < covered_threshold <= 1, got "
+                f"partial={self.partial_threshold}, covered={self.covered_threshold}"
+            )
+        return self
+
+
+class Settings(BaseSettings):
+    """Service, CLI and library settings. Every field can be set as ``GRADER_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="GRADER_", env_file=".env", extra="ignore")
+
+    model_path: Path | None = Field(
+        None, description="a local sentence-transformers model directory; default: the packaged all-MiniLM-L6-v2"
+    )
+    rubrics_dir: Path = Field(default_factory=_default_rubrics_dir)
+    database_url: str = Field("sqlite:///grader.db", description="SQLAlchemy URL of the store")
+    calibration_path: Path | None = Field(
+        None, description="a calibration artefact (JSON) mapping coverage to the score scale; none = linear"
+    )
+    encode_batch_size: int = Field(64, ge=1, le=4096)
+    max_answer_chars: int = Field(20_000, ge=1, description="longer answers are rejected (413 / error row)")
+    too_long_words: int = Field(400, ge=1, description="answers with more words are graded but flagged too_long")
+    max_clauses: int = Field(400, ge=1, description="answers are graded on at most this many clauses")
+    review_confidence: float = Field(0.5, ge=0, le=1, description="results below this confidence need review")
+    embedding_cache_size: int = Field(256, ge=0, description="rubric versions whose key-point embeddings stay cached")
+    # HTTP service
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_keys: list[str] = Field(default_factory=list, description="Bearer tokens allowed to change rubrics")
+    max_batch_answers: int = Field(64, ge=1, description="most answers in one POST /v1/grade/batch")
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    microbatch_window_ms: float = Field(3.0, ge=0)
+    microbatch_max_size: int = Field(64, ge=1)
+
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

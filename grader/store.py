@@ -1,0 +1,169 @@
+"""The store: rubric versions, graded results with fingerprints, and batch jobs, via SQLAlchemy.
+
+SQLite (WAL) is the embedded default; any SQLAlchemy URL (e.g. PostgreSQL) works unchanged.
+Rubric versions are append-only, so a stored grade can always be reproduced with the rubric it used.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+
+from sqlalchemy import JSON, DateTime, Integer, String, Text, create_engine, event, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from .errors import UnknownRubric
+from .result import GradeResult
+from .rubric import Rubric, parse_rubric
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RubricVersionRow(Base):
+    __tablename__ = "rubric_versions"
+
+    rubric_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(32))
+    body: Mapped[dict] = mapped_column(JSON)
+    deleted: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class ResultRow(Base):
+    __tablename__ = "results"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    rubric_id: Mapped[str] = mapped_column(String(80), index=True)
+    rubric_version: Mapped[int] = mapped_column(Integer)
+    answer: Mapped[str] = mapped_column(Text)
+    body: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL and a busy timeout so readers and one writer coexist."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - exercised by every SQLite test
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class Store:
+    """Typed access to the tables; every method is one short transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        Base.metadata.create_all(self.engine)
+        self.session = sessionmaker(self.engine, expire_on_commit=False)
+
+    # -- rubrics -------------------------------------------------------------------------------
+    def put_rubric(self, rubric: Rubric) -> Rubric:
+        """Store ``rubric`` as a new version unless its content equals the latest; returns what is stored."""
+        with self.session.begin() as s:
+            latest = self._latest_row(s, rubric.id, include_deleted=True)
+            body = rubric.model_dump(mode="json", exclude={"version"})
+            if latest is not None and not latest.deleted and latest.body == body:
+                return parse_rubric({**latest.body, "version": latest.version})
+            version = latest.version + 1 if latest is not None else rubric.version
+            stored = parse_rubric({**body, "version": version})
+            s.add(RubricVersionRow(rubric_id=rubric.id, version=version, content_hash=stored.content_hash, body=body))
+            return stored
+
+    def seed_rubrics(self, rubrics: dict[str, Rubric]) -> int:
+        """Add shipped rubrics that the store does not know yet (first start); returns how many."""
+        with self.session() as s:
+            known = set(s.scalars(select(RubricVersionRow.rubric_id).distinct()))
+        new = [r for rid, r in rubrics.items() if rid not in known]
+        for rubric in new:
+            self.put_rubric(rubric)
+        return len(new)
+
+    def get_rubric(self, rubric_id: str, version: int | None = None) -> Rubric:
+        with self.session() as s:
+            if version is None:
+                row = self._latest_row(s, rubric_id)
+            else:
+                row = s.get(RubricVersionRow, (rubric_id, version))
+        if row is None or (version is None and row.deleted):
+            suffix = f" version {version}" if version is not None else ""
+            raise UnknownRubric(f"unknown rubric {rubric_id!r}{suffix}", field="rubric_id")
+        return parse_rubric({**row.body, "version": row.version})
+
+    def list_rubrics(self) -> list[Rubric]:
+        with self.session() as s:
+            ids = sorted(set(s.scalars(select(RubricVersionRow.rubric_id))))
+            rows = [self._latest_row(s, rid) for rid in ids]
+        return [parse_rubric({**r.body, "version": r.version}) for r in rows if r is not None and not r.deleted]
+
+    def rubric_versions(self, rubric_id: str) -> list[int]:
+        with self.session() as s:
+            return list(
+                s.scalars(
+                    select(RubricVersionRow.version)
+                    .where(RubricVersionRow.rubric_id == rubric_id)
+                    .order_by(RubricVersionRow.version)
+                )
+            )
+
+    def delete_rubric(self, rubric_id: str) -> None:
+        """Hide a rubric from listings and new grades; its versions stay readable for old results."""
+        with self.session.begin() as s:
+            row = self._latest_row(s, rubric_id)
+            if row is None or row.deleted:
+                raise UnknownRubric(f"unknown rubric {rubric_id!r}", field="rubric_id")
+            s.add(
+                RubricVersionRow(
+                    rubric_id=rubric_id, version=row.version + 1, content_hash=row.content_hash, body=row.body, deleted=True
+                )
+            )
+
+    @staticmethod
+    def _latest_row(s: Session, rubric_id: str, include_deleted: bool = True) -> RubricVersionRow | None:
+        return s.scalars(
+            select(RubricVersionRow)
+            .where(RubricVersionRow.rubric_id == rubric_id)
+            .order_by(RubricVersionRow.version.desc())
+            .limit(1)
+        ).first()
+
+    # -- results -------------------------------------------------------------------------------
+    def save_results(self, answers: list[str], results: list[GradeResult]) -> list[str]:
+        """Store graded results (with their fingerprints); returns their ids in order."""
+        rows = [
+            ResultRow(
+                rubric_id=r.rubric_id,
+                rubric_version=r.fingerprint.rubric_version,
+                answer=a,
+                body=json.loads(r.model_dump_json()),
+            )
+            for a, r in zip(answers, results)
+        ]
+        with self.session.begin() as s:
+            s.add_all(rows)
+        return [row.id for row in rows]
+
+    def get_result(self, result_id: str) -> tuple[str, GradeResult] | None:
+        with self.session() as s:
+            row = s.get(ResultRow, result_id)
+        return None if row is None else (row.answer, GradeResult.model_validate(row.body))
+
+    def ping(self) -> bool:
+        with self.session() as s:
+            return s.scalar(select(func.count()).select_from(RubricVersionRow)) is not None
