@@ -72,13 +72,13 @@ def rubric_check(
 ) -> None:
     """Validate rubrics and report key points that overlap or restate the question."""
     from .check import check_rubrics
-    from .encoder import Encoder
+    from .encoder import load_encoder
     from .rubric import load_rubric, load_rubrics
 
     settings = get_settings()
     target = path or settings.rubrics_dir
     rubrics = list(load_rubrics(target).values()) if target.is_dir() else [load_rubric(target)]
-    warnings = check_rubrics(rubrics, Encoder(settings.model_path, settings.encode_batch_size))
+    warnings = check_rubrics(rubrics, load_encoder(settings.model_path, settings.encode_batch_size))
     for warning in warnings:
         typer.echo(f"warning: {warning}")
     typer.echo(f"{len(rubrics)} rubric(s) valid, {len(warnings)} warning(s)")

@@ -86,6 +86,12 @@ class Encoder:
         return np.asarray(vectors, dtype=np.float32)
 
 
+@lru_cache(maxsize=4)
+def load_encoder(model_path: Path | None = None, batch_size: int = 64) -> Encoder:
+    """One loaded model per path and process: the CLI, the API and tests share it."""
+    return Encoder(model_path, batch_size)
+
+
 class EmbeddingCache:
     """Key-point embeddings per rubric content hash (LRU), so a rubric is encoded once per version."""
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import __version__
-from .encoder import EmbeddingCache, Encoder
+from .encoder import EmbeddingCache, Encoder, load_encoder
 from .errors import AnswerError, AnswerTooLarge, GraderError
 from .guards import is_instruction, is_keyword_list, language_flag, polarity_flipped
 from .match import RubricVectors, answer_spans, rubric_texts, similarities
@@ -61,7 +61,7 @@ class Grader:
 
     def __init__(self, settings: Settings | None = None, encoder: Encoder | None = None) -> None:
         self.settings = settings or get_settings()
-        self.encoder = encoder or Encoder(self.settings.model_path, self.settings.encode_batch_size)
+        self.encoder = encoder or load_encoder(self.settings.model_path, self.settings.encode_batch_size)
         self.cache = EmbeddingCache(self.settings.embedding_cache_size)
         self.calibration = "linear"
 
