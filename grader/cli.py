@@ -99,6 +99,27 @@ def rubric_draft(
     typer.echo(draft_rubric(question, text, rubric_id, max_score).to_yaml(), nl=False)
 
 
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="bind address (default: GRADER_HOST, 127.0.0.1)")] = None,
+    port: Annotated[Optional[int], typer.Option(help="port (default: GRADER_PORT, 8000)")] = None,
+) -> None:
+    """Run the HTTP API (see api/)."""
+    raise GraderError("serve is not implemented yet")  # owned by the API work (issue 5)
+
+
+@app.command()
+def batch() -> None:
+    """Grade an answer file (CSV / JSONL / Parquet)."""
+    raise GraderError("batch is not implemented yet")  # owned by the batch work (issue 6)
+
+
+@app.command("eval")
+def eval_() -> None:
+    """Measure agreement with human grades on a data set."""
+    raise GraderError("eval is not implemented yet")  # owned by the eval work (issue 7)
+
+
 def main() -> None:
     app()
 

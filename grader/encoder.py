@@ -62,7 +62,7 @@ class Encoder:
         hf_logging.disable_progress_bar()  # a per-load progress bar is noise in CLI output and logs
 
         self.path = path
-        self.name = path.name if path.name != "model" else path.parent.name
+        self.name = "all-MiniLM-L6-v2" if model_path is None else path.name
         self.batch_size = batch_size
         self.model = SentenceTransformer(str(path), device="cpu")
         self.dim = int(self.model.get_embedding_dimension())

@@ -201,8 +201,10 @@ class Grader:
     def _misconceptions(rubric, rv, sims, view, t) -> list[MisconceptionHit]:
         hits = []
         n = len(view.clauses)
+        # Like a contradiction, a misconception is stated only when it is nearer than any key point.
+        nearest_point = sims.key_points[:n].max(axis=1)
         for m, misconception in enumerate(rubric.misconceptions):
-            col = np.where(view.excluded, -1.0, sims.misconceptions[:n, m])
+            col = np.where(view.excluded | (sims.misconceptions[:n, m] < nearest_point + t.contradiction_margin), -1.0, sims.misconceptions[:n, m])
             c = int(col.argmax())
             if col[c] >= t.misconception_threshold and not polarity_flipped(misconception.text, view.clauses[c].text):
                 clause = view.clauses[c]

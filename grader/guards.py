@@ -42,8 +42,23 @@ def words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
 
-def negation_count(text: str) -> int:
-    return len(_NEGATION.findall(text))
+DOUBLE_NEGATION_GAP = 3  # two cues this few words apart cancel ("not without", "never fails to")
+
+
+def is_negated(text: str) -> bool:
+    """Whether ``text`` makes a negative statement.
+
+    Cues close together cancel as a double negation; cues far apart are parallel negations
+    ("nothing to learn, no weights") and keep the statement negative.
+    """
+    cues = [len(text[: m.start()].split()) for m in _NEGATION.finditer(text)]
+    remaining, i = 0, 0
+    while i < len(cues):
+        if i + 1 < len(cues) and cues[i + 1] - cues[i] <= DOUBLE_NEGATION_GAP:
+            i += 2
+        else:
+            remaining, i = remaining + 1, i + 1
+    return remaining > 0
 
 
 def _direction(tokens: set[str]) -> int:
@@ -52,9 +67,13 @@ def _direction(tokens: set[str]) -> int:
 
 
 def polarity_flipped(statement: str, evidence: str) -> bool:
-    """True when ``evidence`` says the opposite of ``statement``: an odd number of extra negations,
-    or the opposite direction (increase/decrease, faster/slower, ...) about the same thing."""
-    negated = (negation_count(statement) - negation_count(evidence)) % 2 == 1
+    """True when ``evidence`` says the opposite of ``statement``: it negates what the statement
+    affirms, or it states the opposite direction (increase/decrease, faster/slower, ...).
+
+    Only added negation counts: an answer that drops a statement's own "no" usually rephrases it
+    ("no learnable parameters" -> "parameter-free"), which says the same thing.
+    """
+    negated = is_negated(evidence) and not is_negated(statement)
     d_statement, d_evidence = _direction(set(words(statement))), _direction(set(words(evidence)))
     swapped = d_statement != 0 and d_evidence == -d_statement
     return negated != swapped

@@ -14,7 +14,8 @@ from .segment import Clause
 from .settings import Thresholds
 
 WORDS_PER_POINT = 8  # a span can state one unrelated key point per this many words
-RELATED_KEY_POINTS = 0.5  # key points this similar may share their evidence
+RELATED_KEY_POINTS = 0.65
+EVIDENCE_MARGIN = 0.10  # a span supports key points within this of its nearest key point  # key points this similar may share their evidence
 CONFIDENCE_MARGIN = 0.10  # a similarity this far from every threshold is a confident call
 ZERO_SCORE_FLAGS = {"off_topic", "grader_instruction", "gibberish", "other_language", "question_restated_only"}
 REVIEW_FLAGS = {"grader_instruction", "gibberish", "other_language", "contradiction"}
@@ -68,28 +69,41 @@ def judge_key_points(
     span_excluded = np.array([view.excluded[list(s.clauses)].any() for s in view.spans], dtype=bool)
     span_keywords = np.array([view.keyword_clause[list(s.clauses)].all() for s in view.spans], dtype=bool)
     support = np.where(span_excluded[:, None], -1.0, sims.key_points)  # (S, K)
+    # A clause states a listed contradiction only when that is the nearest thing the rubric says.
+    nearest_point = sims.key_points[:n_clauses].max(axis=1)
     against = np.full(n_kp, -1.0)
     against_at = np.zeros(n_kp, dtype=int)
     for k in range(n_kp):
-        # Only clauses close enough to be about the key point are checked for negation.
-        flipped = np.zeros(n_clauses, dtype=bool)
-        for c in np.flatnonzero(support[:n_clauses, k] >= t.partial_threshold):
-            flipped[c] = polarity_flipped(rv.target_texts[sims.best_target[c, k]], view.clauses[c].text)
-        # A listed contradiction counts only when the clause states it, not when it denies it.
-        for c in np.flatnonzero(sims.contradictions[:n_clauses, k] >= t.contradiction_threshold):
+        for c in np.flatnonzero(
+            (sims.contradictions[:n_clauses, k] >= t.contradiction_threshold)
+            & (sims.contradictions[:n_clauses, k] >= nearest_point + t.contradiction_margin)
+            & ~span_excluded[:n_clauses]
+        ):
             text = rv.contradiction_texts[sims.best_contradiction[c, k]]
-            if not span_excluded[c] and not polarity_flipped(text, view.clauses[c].text):
-                if sims.contradictions[c, k] > against[k]:
-                    against[k], against_at[k] = sims.contradictions[c, k], c
+            if sims.contradictions[c, k] > against[k] and not polarity_flipped(text, view.clauses[c].text):
+                against[k], against_at[k] = sims.contradictions[c, k], c
+        # Only clauses about this key point (near it, and nearer to it than to others) can deny it.
+        flipped = np.zeros(n_clauses, dtype=bool)
+        about = (support[:n_clauses, k] >= t.partial_threshold) & (
+            support[:n_clauses, k] >= nearest_point - EVIDENCE_MARGIN
+        )
+        for c in np.flatnonzero(about):
+            flipped[c] = polarity_flipped(rv.target_texts[sims.best_target[c, k]], view.clauses[c].text)
         if flipped.any():
             c = int(np.flatnonzero(flipped)[support[:n_clauses, k][flipped].argmax()])
             if support[c, k] > against[k]:
                 against[k], against_at[k] = support[c, k], c
             touches = np.array([flipped[list(s.clauses)].any() for s in view.spans], dtype=bool)
             support[touches, k] = -1.0
+    # Contradiction is judged before spans are shared out: denying a point beats any weak support of it.
+    contradicted = (against >= t.contradiction_threshold) & (against >= support.max(axis=0) + t.contradiction_margin)
 
     # Greedy assignment, strongest key point first: spans have room for a few unrelated points.
     room = np.array([_span_capacity(view, s) for s in view.spans])
+    # A span is evidence for the key points it is nearest to, not for every point it is loosely near.
+    nearest = support.max(axis=1, keepdims=True)
+    related = rv.key_point_similarity[support.argmax(axis=1)] >= RELATED_KEY_POINTS  # (S, K)
+    support = np.where((support >= nearest - EVIDENCE_MARGIN) | related, support, -1.0)
     owners: list[list[int]] = [[] for _ in view.spans]
     best = np.zeros(n_kp, dtype=int)
     for k in np.argsort(-support.max(axis=0), kind="stable"):
@@ -105,8 +119,7 @@ def judge_key_points(
     verdicts = []
     for k, kp in enumerate(rubric.key_points):
         sim = float(support[best[k], k])
-        contradicted = against[k] >= t.contradiction_threshold and against[k] >= sim + t.contradiction_margin
-        if contradicted:
+        if contradicted[k]:
             status, credit = "contradicted", 0.0
         else:
             status, credit = credit_for(sim, t)
@@ -123,7 +136,7 @@ def judge_key_points(
                 similarity=round(max(sim, 0.0), 4),
                 credit=round(credit, 4),
                 evidence=_evidence(view, view.spans[best[k]], sim) if status != "missing" and sim > 0 else None,
-                contradiction=_evidence(view, view.spans[against_at[k]], against[k]) if contradicted else None,
+                contradiction=_evidence(view, view.spans[against_at[k]], against[k]) if contradicted[k] else None,
             )
         )
     return verdicts

@@ -1,0 +1,80 @@
+"""The grading path with the real model: coverage, missing points, evidence, fingerprint."""
+
+import pytest
+
+from grader.errors import AnswerError, AnswerTooLarge
+from grader.segment import segment_answer
+
+COMPLETE = (
+    "A max pool layer moves a little 2 by 2 window across every feature map and only keeps the biggest number "
+    "in it. Because of that the maps get half as tall and half as wide, so the next layers need far less compute "
+    "and memory. There is nothing to learn in it, no weights at all, which also helps a bit against overfitting. "
+    "If a feature moves by a pixel or two inside the window the max stays the same, so it tolerates small shifts. "
+    "You basically keep the strongest response, i.e. whether the pattern showed up somewhere in that patch. "
+    "Deeper layers then see a bigger region of the input picture, their receptive field grows. "
+    "Nowadays people sometimes use strided convolutions or average pooling for the downsampling instead."
+)
+ONE_POINT = "It makes the feature maps smaller in height and width so the following layers are cheaper to compute."
+OFF_TOPIC = "My grandmother's apple pie needs cinnamon, brown sugar and a buttery crust baked for forty minutes."
+
+
+def test_complete_answer_in_our_own_words_covers_the_rubric(grader, rubrics):
+    result = grader.grade(rubrics["max-pooling"], COMPLETE)
+    assert result.coverage >= 0.8, [(v.id, v.status, v.similarity) for v in result.key_points]
+    assert result.score == pytest.approx(result.coverage * 5, abs=1e-3)
+    for verdict in result.key_points:
+        if verdict.status != "missing":
+            ev = verdict.evidence
+            assert COMPLETE[ev.start : ev.end] == ev.text and ev.similarity == pytest.approx(verdict.similarity)
+
+
+def test_one_point_answer_lists_exactly_the_other_key_points_as_missing(grader, rubrics):
+    rubric = rubrics["max-pooling"]
+    result = grader.grade(rubric, ONE_POINT)
+    assert result.missing == [kp.id for kp in rubric.key_points if kp.id != "downsample"]
+    assert [v.status for v in result.key_points if v.id == "downsample"] == ["covered"]
+
+
+def test_off_topic_answer_gets_low_coverage_and_a_reason(grader, rubrics):
+    result = grader.grade(rubrics["max-pooling"], OFF_TOPIC)
+    assert result.coverage <= 0.2 and result.score == 0
+    assert "off_topic" in result.flags and result.reasons
+
+
+def test_all_clauses_of_many_answers_are_encoded_in_one_call(grader, rubrics):
+    grader.grade(rubrics["max-pooling"], "warm-up so the rubric is cached")
+    before = grader.encoder.calls
+    results = grader.grade_many([(rubrics["max-pooling"], COMPLETE), (rubrics["pca"], ONE_POINT)])
+    assert grader.encoder.calls == before + 1
+    assert len(segment_answer(COMPLETE)) > 5 and all(not isinstance(r, Exception) for r in results)
+
+
+def test_fingerprint_names_model_rubric_and_thresholds(grader, rubrics):
+    rubric = rubrics["max-pooling"]
+    fp = grader.grade(rubric, ONE_POINT).fingerprint
+    assert fp.model == "all-MiniLM-L6-v2" and len(fp.model_hash) == 16
+    assert (fp.rubric_id, fp.rubric_version, fp.rubric_hash) == (rubric.id, rubric.version, rubric.content_hash)
+    assert fp.thresholds["covered_threshold"] == grader.settings.thresholds.covered_threshold
+
+
+def test_grading_is_deterministic_and_independent_of_batch_neighbours(grader, rubrics):
+    alone = grader.grade(rubrics["max-pooling"], ONE_POINT)
+    (together, _) = grader.grade_many([(rubrics["max-pooling"], ONE_POINT), (rubrics["pca"], COMPLETE)])
+    assert alone.model_dump() == together.model_dump()
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "message"),
+    [
+        ("", AnswerError, "answer is empty"),
+        ("  \n\t ", AnswerError, "answer is empty"),
+        (b"caf\xe9 au lait", AnswerError, "not valid UTF-8 (bad byte at offset 3)"),
+        ("x" * 20_001, AnswerTooLarge, "the limit is 20000"),
+    ],
+)
+def test_bad_answers_are_rejected_with_a_clear_message(grader, rubrics, answer, error, message):
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
+        grader.grade(rubrics["max-pooling"], answer)
+    # in a batch the bad answer comes back in place and the others are still graded
+    good, bad = grader.grade_many([(rubrics["max-pooling"], ONE_POINT), (rubrics["max-pooling"], answer)])
+    assert isinstance(bad, error) and good.score > 0

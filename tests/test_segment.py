@@ -1,0 +1,31 @@
+from grader.segment import segment_answer
+
+
+def test_offsets_point_into_the_original_text():
+    answer = "It normalizes activations, e.g. per batch; it adds gamma and beta.\n- faster training\n* higher learning rates"
+    clauses = segment_answer(answer)
+    assert [c.text for c in clauses] == [
+        "It normalizes activations, e.g. per batch",
+        "it adds gamma and beta.",
+        "faster training",
+        "higher learning rates",
+    ]
+    assert all(answer[c.start : c.end] == c.text for c in clauses)
+
+
+def test_long_sentences_split_at_conjunctions_short_ones_do_not():
+    short = segment_answer("Pooling reduces size and adds some invariance.")
+    assert len(short) == 1
+    long = segment_answer(
+        "Max pooling keeps the strongest activation in every window of the feature map, "
+        "and it shrinks the spatial size so later layers see a larger part of the image."
+    )
+    assert len(long) == 2
+
+
+def test_tiny_fragments_join_their_neighbour_and_empty_text_has_no_clauses():
+    assert [c.text for c in segment_answer("PCA projects data. Yes. It keeps variance.")] == [
+        "PCA projects data. Yes.",
+        "It keeps variance.",
+    ]
+    assert segment_answer("   \n  ") == []
