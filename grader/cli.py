@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -108,10 +110,62 @@ def serve(
     raise GraderError("serve is not implemented yet")  # owned by the API work (issue 5)
 
 
+@contextmanager
+def _batch_progress(enabled: bool) -> Iterator[Callable[[int, int | None], None] | None]:
+    """A rich progress bar (rows, rows/s, ETA) on stderr, or nothing when not on a terminal."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("grading"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows  {task.fields[rate]} rows/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("batch", total=None, rate="-")
+
+        def update(done: int, total: int | None) -> None:
+            speed = bar.tasks[0].speed
+            bar.update(task, completed=done, total=total, rate=f"{speed:.0f}" if speed else "-")
+
+        yield update
+
+
+def _print_batch_summary(summary) -> None:
+    resumed = f", resumed after row {summary.resumed_from}" if summary.resumed_from else ""
+    typer.echo(f"{summary.rows} rows: {summary.graded} graded, {summary.errors} errors{resumed} -> {summary.output}")
+    for rubric_id, mean in summary.mean_scores.items():
+        typer.echo(f"  {rubric_id}: mean score {mean}")
+    if summary.drafted:
+        typer.echo(f"{len(summary.drafted)} rubric(s) drafted from reference answers, for review: {summary.output}.rubrics/")
+
+
 @app.command()
-def batch() -> None:
-    """Grade an answer file (CSV / JSONL / Parquet)."""
-    raise GraderError("batch is not implemented yet")  # owned by the batch work (issue 6)
+def batch(
+    input_path: Annotated[str, typer.Argument(metavar="INPUT", help="answers: .csv, .jsonl or .parquet; - for JSONL on stdin")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="results file: .csv, .jsonl or .parquet")],
+    rubrics: RubricsDir = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted run of the same input and output")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar and no summary")] = False,
+) -> None:
+    """Grade an answer file (CSV / JSONL / Parquet) chunk by chunk; every row comes out once, in order."""
+    from .batch import run_batch
+    from .jobs import JobLedger
+    from .rubric import load_rubrics
+    from .store import Store
+
+    settings = _settings(rubrics)
+    loaded = load_rubrics(settings.rubrics_dir)
+    ledger = JobLedger(Store(settings.database_url))
+    with _batch_progress(enabled=not quiet and sys.stderr.isatty()) as on_progress:
+        summary = run_batch(input_path, out, _grader(settings), loaded, ledger, resume=resume, on_progress=on_progress)
+    if not quiet:
+        _print_batch_summary(summary)
 
 
 @app.command("eval")

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import __version__
+from .calibrate import load_calibration, question_similarity
 from .encoder import EmbeddingCache, Encoder, load_encoder
 from .errors import AnswerError, AnswerTooLarge, GraderError
 from .guards import is_instruction, is_keyword_list, language_flag, polarity_flipped
@@ -63,7 +64,9 @@ class Grader:
         self.settings = settings or get_settings()
         self.encoder = encoder or load_encoder(self.settings.model_path, self.settings.encode_batch_size)
         self.cache = EmbeddingCache(self.settings.embedding_cache_size)
-        self.calibration = "linear"
+        # A fitted calibration artefact maps coverage + similarities to the score scale; none = linear.
+        self.calibration_model = load_calibration(self.settings.calibration_path) if self.settings.calibration_path else None
+        self.calibration = self.calibration_model.name if self.calibration_model else "linear"
 
     def thresholds_for(self, rubric: Rubric) -> Thresholds:
         return self.settings.thresholds.model_copy(update=rubric.thresholds)
@@ -177,7 +180,9 @@ class Grader:
         if hits:
             flags.append("misconception")
         coverage = coverage_of(rubric, verdicts)
-        points = points_for(rubric, verdicts, coverage) - sum(h.penalty for h in hits)
+        points = points_for(rubric, verdicts, coverage, self.calibration_model, question_similarity(rv)) - sum(
+            h.penalty for h in hits
+        )
         if set(flags) & ZERO_SCORE_FLAGS:
             coverage, points = 0.0, 0.0
         confidence = confidence_of(verdicts, flags, t)

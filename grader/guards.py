@@ -22,12 +22,11 @@ _NEGATION = re.compile(
 )
 _UP = {
     "increase", "increases", "increased", "increasing", "more", "higher", "larger", "bigger", "faster",
-    "raise", "raises", "grow", "grows", "better", "easier", "stronger", "add", "adds", "many",
+    "raise", "raises", "grow", "grows", "better", "easier", "stronger",
 }
 _DOWN = {
     "decrease", "decreases", "decreased", "decreasing", "less", "fewer", "lower", "smaller", "slower",
     "reduce", "reduces", "reduced", "reducing", "shrink", "shrinks", "worse", "harder", "weaker",
-    "remove", "removes", "few",
 }
 _INSTRUCTION = re.compile(
     r"\b(?:ignore|disregard|forget)\b.{0,40}\b(?:rubric|instructions?|prompt|rules|grading|above|previous)\b|"

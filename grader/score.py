@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .calibrate import Calibration, features_from
 from .guards import polarity_flipped
 from .match import RubricVectors, Similarities, Span
 from .result import Evidence, KeyPointVerdict, Status
@@ -147,12 +148,21 @@ def coverage_of(rubric: Rubric, verdicts: list[KeyPointVerdict]) -> float:
     return sum(v.weight * v.credit for v in verdicts) / total
 
 
-def points_for(rubric: Rubric, verdicts: list[KeyPointVerdict], coverage: float) -> float:
-    """Points before penalties: weighted coverage x max_score, or the band of the covered count."""
+def points_for(
+    rubric: Rubric,
+    verdicts: list[KeyPointVerdict],
+    coverage: float,
+    calibration: Calibration | None = None,
+    question_similarity: np.ndarray | None = None,
+) -> float:
+    """Points before penalties: the band of the covered count, or weighted coverage x max_score
+    (through the calibration's mapping to the human scale when one is loaded)."""
     if rubric.scoring.mode == "count":
         count = sum(1.0 if v.status == "covered" else 0.5 if v.status == "partial" else 0.0 for v in verdicts)
         reached = [n for n in rubric.scoring.bands if n <= count]
         return float(rubric.scoring.bands[max(reached)]) if reached else 0.0
+    if calibration is not None:
+        return calibration.share_of(features_from(verdicts, coverage, question_similarity)) * rubric.max_score
     return coverage * rubric.max_score
 
 

@@ -31,7 +31,7 @@ _CONJUNCTION = re.compile(
     re.IGNORECASE,
 )
 _ABBREVIATIONS = {"e.g.", "i.e.", "etc.", "vs.", "cf.", "approx.", "fig.", "eq.", "dr.", "mr.", "ms.", "al.", "resp."}
-LONG_SENTENCE_WORDS = 20  # only sentences longer than this are split at conjunctions
+LONG_SENTENCE_WORDS = 14  # only sentences longer than this are split at conjunctions
 MIN_CLAUSE_WORDS = 3  # shorter pieces are merged into the previous clause
 
 

@@ -1,0 +1,106 @@
+"""Grade a data-set table through the path users use, and keep what calibration and metrics need.
+
+References become rubrics with ``grader.draft.draft_rubric`` (once per distinct question +
+reference); rubric ids resolve in the rubrics directory. Rows are graded in large chunks with
+``Grader.grade_many`` (one encode call per chunk). The result is the input table plus the grade,
+the grader's coverage and the calibration features of every row.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from grader.calibrate import FEATURES, features_from, question_similarity
+from grader.draft import draft_rubric
+from grader.encoder import Encoder
+from grader.errors import GraderError
+from grader.grade import Grader
+from grader.match import RubricVectors, rubric_texts
+from grader.rubric import Rubric, resolve_rubric
+
+CHUNK_ROWS = 1024  # rows per grade_many call: big enough to batch encoding well, small enough for memory
+
+
+class MemoEncoder:
+    """An encoder that embeds each distinct text once per process.
+
+    The eval runs the grader and three baselines over the same answers, and experiments re-grade
+    the same data many times; a memo keeps that to one model pass per text. It has the interface
+    ``Grader`` uses (``encode``, ``name``, ``weights_hash``, ``dim``), so grading is unchanged.
+    """
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.inner = encoder
+        self.name, self.weights_hash, self.dim, self.path = encoder.name, encoder.weights_hash, encoder.dim, encoder.path
+        self.batch_size = encoder.batch_size
+        self.calls = 0
+        self._memo: dict[str, np.ndarray] = {}
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        new = [t for t in dict.fromkeys(texts) if t not in self._memo]
+        if new:
+            self._memo.update(zip(new, self.inner.encode(new)))
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._memo[t] for t in texts])
+
+
+@dataclass
+class GradedTable:
+    frame: pd.DataFrame  # the input columns + score, coverage, error and one column per feature
+    rubrics: dict[str, Rubric]  # by row group
+    seconds: float  # wall time of drafting and grading
+
+
+def rubrics_for(frame: pd.DataFrame, grader: Grader) -> dict[str, Rubric]:
+    """One rubric per group: drafted from the group's reference, or the named shipped rubric."""
+    out: dict[str, Rubric] = {}
+    for group, rows in frame.groupby("group", sort=False):
+        first = rows.iloc[0]
+        if isinstance(first["rubric_id"], str) and first["rubric_id"]:
+            out[group] = resolve_rubric(first["rubric_id"], grader.settings.rubrics_dir)
+        else:
+            max_score = float(rows["max_score"].max())
+            rid = "q-" + "".join(ch if ch.isalnum() else "-" for ch in str(group).lower()).strip("-")
+            out[group] = draft_rubric(first["question"], first["reference"], rid, max_score)
+    return out
+
+
+def question_similarities(rubrics: dict[str, Rubric], grader: Grader) -> dict[str, np.ndarray]:
+    """Each rubric's key-point-to-question similarities, as the grading path computes them."""
+    texts = {g: rubric_texts(r) for g, r in rubrics.items()}
+    vectors = grader.encoder.encode([t for ts in texts.values() for t in ts])
+    out, i = {}, 0
+    for g, r in rubrics.items():
+        out[g] = question_similarity(RubricVectors.from_embeddings(r, vectors[i : i + len(texts[g])]))
+        i += len(texts[g])
+    return out
+
+
+def grade_table(frame: pd.DataFrame, grader: Grader) -> GradedTable:
+    """Grade every row; a row the grader rejects keeps its error and a score of 0."""
+    started = time.perf_counter()
+    rubrics = rubrics_for(frame, grader)
+    items = [(rubrics[g], a) for g, a in zip(frame["group"], frame["answer"])]
+    results: list = []
+    for i in range(0, len(items), CHUNK_ROWS):
+        results += grader.grade_many(items[i : i + CHUNK_ROWS])
+    out = frame.copy()
+    out["max_score"] = [rubrics[g].max_score for g in frame["group"]]
+    out["score"] = [0.0 if isinstance(r, GraderError) else r.score for r in results]
+    out["coverage"] = [0.0 if isinstance(r, GraderError) else r.coverage for r in results]
+    out["error"] = [r.message if isinstance(r, GraderError) else "" for r in results]
+    out["flags"] = [[] if isinstance(r, GraderError) else r.flags for r in results]
+    qsim = question_similarities(rubrics, grader)
+    feats = [
+        dict.fromkeys(FEATURES, 0.0) if isinstance(r, GraderError) else features_from(r.key_points, r.coverage, qsim[g])
+        for r, g in zip(results, frame["group"])
+    ]
+    for name in FEATURES:
+        out[name] = [f[name] for f in feats]
+    return GradedTable(out, rubrics, time.perf_counter() - started)

@@ -1,0 +1,137 @@
+"""Calibration: from what the matcher measured to a score on the rubric's scale, fitted on human grades.
+
+Without calibration a score is weighted coverage x max_score. Human graders are more lenient
+than that at the top and harsher at the bottom, and one similarity band means different things
+for a one-sentence reference and a ten-point rubric. A calibration artefact is a versioned JSON
+file (written by ``eval.calibration``) holding a linear score over a few features of a grade,
+followed by a monotone (isotonic) map of that score to a share of max_score. It is loaded from
+``settings.calibration_path`` and named in every fingerprint, so a grade says which mapping made it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from .errors import GraderError
+from .result import KeyPointVerdict
+
+# Features of one grade, all on a 0..1 scale and all computed from the key-point verdicts.
+FEATURES = ("coverage", "similarity_mean", "similarity_min", "similarity_max", "relative_mean")
+FEATURE_DOC = {
+    "coverage": "weighted share of key-point credit (the uncalibrated score / max_score)",
+    "similarity_mean": "weighted mean over key points of the best span similarity",
+    "similarity_min": "lowest key-point similarity (the point the answer misses most)",
+    "similarity_max": "highest key-point similarity (the point the answer makes best)",
+    "relative_mean": "weighted mean of each key point's similarity above the question's own similarity to it",
+}
+
+
+def features_from(
+    verdicts: Sequence[KeyPointVerdict], coverage: float, question_similarity: Sequence[float] | None = None
+) -> dict[str, float]:
+    """The calibration features of one grade.
+
+    ``question_similarity`` is each key point's similarity to the question: restating the
+    question already earns that much, so similarity above it is what the answer added
+    (``relative_mean``); where it is not known, the feature falls back to ``similarity_mean``.
+    """
+    sims = np.clip(np.array([v.similarity for v in verdicts], dtype=float), 0.0, 1.0)
+    weights = np.array([v.weight for v in verdicts], dtype=float)
+    if question_similarity is None:
+        relative = sims
+    else:
+        base = np.clip(np.asarray(question_similarity, dtype=float), 0.0, 0.95)
+        relative = np.clip((sims - base) / (1.0 - base), 0.0, 1.0)
+    return {
+        "coverage": float(coverage),
+        "similarity_mean": float(np.average(sims, weights=weights)),
+        "similarity_min": float(sims.min()),
+        "similarity_max": float(sims.max()),
+        "relative_mean": float(np.average(relative, weights=weights)),
+    }
+
+
+def question_similarity(rv) -> np.ndarray:
+    """Each key point's similarity to the question (its own text, not paraphrases), from ``RubricVectors``."""
+    return rv.targets[rv.target_starts] @ rv.question
+
+
+def features_of(result) -> dict[str, float]:
+    """Features of a ``GradeResult`` (as stored), without the question similarities it does not keep."""
+    return features_from(result.key_points, result.coverage)
+
+
+class Calibration(BaseModel):
+    """A fitted mapping: ``share = isotonic(intercept + sum(coef * (x - mean) / scale))``, clipped to 0..1.
+
+    With no isotonic knots the linear score itself, clipped, is the share of max_score.
+    """
+
+    id: str = Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")
+    version: int = Field(1, ge=1)
+    fitted_on: str = Field(description="the data set (and split) the mapping was fitted on")
+    method: str = Field(description="how it was fitted, e.g. ridge+isotonic")
+    features: list[str] = Field(min_length=1)
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+    knots_x: list[float] = Field(default_factory=list, description="isotonic breakpoints of the linear score")
+    knots_y: list[float] = Field(default_factory=list, description="share of max_score at each breakpoint")
+    notes: dict[str, object] = Field(default_factory=dict, description="fit details: rows, CV metrics, date")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Calibration":
+        unknown = set(self.features) - set(FEATURES)
+        if unknown:
+            raise ValueError(f"unknown features {sorted(unknown)}; known: {', '.join(FEATURES)}")
+        n = len(self.features)
+        if not len(self.mean) == len(self.scale) == len(self.coef) == n:
+            raise ValueError(f"mean, scale and coef need one value per feature ({n})")
+        if len(self.knots_x) != len(self.knots_y) or any(np.diff(self.knots_x) < 0):
+            raise ValueError("knots_x and knots_y need equal length and knots_x must be increasing")
+        return self
+
+    @property
+    def name(self) -> str:
+        """How the fingerprint names this mapping."""
+        return f"{self.id}@v{self.version}"
+
+    def linear(self, rows: np.ndarray) -> np.ndarray:
+        x = (np.asarray(rows, dtype=float) - np.array(self.mean)) / np.array(self.scale)
+        return self.intercept + x @ np.array(self.coef)
+
+    def share(self, rows: np.ndarray) -> np.ndarray:
+        """Share of max_score (0..1) for feature rows shaped (n, len(features))."""
+        z = self.linear(rows)
+        if self.knots_x:
+            z = np.interp(z, self.knots_x, self.knots_y)
+        return np.clip(z, 0.0, 1.0)
+
+    def share_of(self, features: Mapping[str, float]) -> float:
+        return float(self.share(np.array([[features[f] for f in self.features]]))[0])
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.model_dump(), indent=2) + "\n", encoding="utf-8")
+
+
+def load_calibration(path: Path) -> Calibration:
+    """Read an artefact; a missing or malformed file says which and how to fix it."""
+    try:
+        return Calibration.model_validate_json(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GraderError(
+            f"calibration file {path} not found; set GRADER_CALIBRATION_PATH to an artefact from eval/calibration/ "
+            "or unset it for the linear mapping",
+            field="calibration_path",
+        ) from None
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(file)"
+        raise GraderError(f"calibration file {path}: {where}: {first['msg']}", field="calibration_path") from None

@@ -1,0 +1,217 @@
+"""Batch jobs in the store: what a job reads and writes, what it was graded with, how far it got.
+
+A job commits one row per chunk (``batch_job_chunks``) in the same transaction that advances
+``rows_done``, so after a kill the store says exactly which rows reached the output file and
+where that file must be cut. The fingerprint (model hash, rubric hashes, thresholds, grader
+version) stops a resume from mixing grades made with different settings in one file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, delete, func, select, update
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .errors import GraderError
+from .store import Base, Store
+
+JobState = Literal["queued", "running", "done", "failed"]
+UNFINISHED: tuple[JobState, ...] = ("queued", "running")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class BatchJobRow(Base):
+    __tablename__ = "batch_jobs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(16), default="cli", index=True)
+    input_path: Mapped[str] = mapped_column(Text)
+    output_path: Mapped[str] = mapped_column(Text)
+    input_identity: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    fingerprint: Mapped[dict] = mapped_column(JSON)
+    fingerprint_hash: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    rows_total: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rows_done: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_done: Mapped[int] = mapped_column(Integer, default=0)
+    output_position: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+
+
+class BatchChunkRow(Base):
+    """One committed chunk: the rows it ended at, where the output ended, and its tallies."""
+
+    __tablename__ = "batch_job_chunks"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("batch_jobs.id", ondelete="CASCADE"), primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rows_end: Mapped[int] = mapped_column(Integer)
+    output_position: Mapped[int] = mapped_column(Integer)
+    graded: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[int] = mapped_column(Integer)
+    score_sums: Mapped[dict] = mapped_column(JSON, doc="rubric id -> [rows graded, sum of scores]")
+    committed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A snapshot of a job row, safe to use after its session closed."""
+
+    id: str
+    source: str
+    input_path: str
+    output_path: str
+    input_identity: str | None
+    fingerprint: dict
+    fingerprint_hash: str
+    state: str
+    rows_total: int | None
+    rows_done: int
+    chunks_done: int
+    output_position: int
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: BatchJobRow) -> "Job":
+        return cls(**{name: getattr(row, name) for name in cls.__dataclass_fields__})
+
+
+@dataclass
+class ChunkTally:
+    graded: int = 0
+    errors: int = 0
+    score_sums: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, other: "ChunkTally") -> None:
+        self.graded += other.graded
+        self.errors += other.errors
+        for rid, (n, total) in other.score_sums.items():
+            acc = self.score_sums.setdefault(rid, [0, 0.0])
+            acc[0] += n
+            acc[1] += total
+
+    @property
+    def mean_scores(self) -> dict[str, float]:
+        return {rid: round(total / n, 3) for rid, (n, total) in sorted(self.score_sums.items()) if n}
+
+
+class ResumeMismatch(GraderError):
+    """A resumed job would be graded with different settings than its committed rows."""
+
+
+def fingerprint_hash(fingerprint: dict) -> str:
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def job_id_for(input_path: str, identity: str | None, output: Path) -> str:
+    """The same input file (path and bytes) written to the same output is the same job."""
+    key = f"{Path(input_path).resolve() if input_path != '-' else '-'}\n{identity}\n{output.resolve()}"
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+class JobLedger:
+    """Job and progress rows; every method is one short transaction, safe from any thread."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        # The store creates every table of ``Base`` it knows about; make sure ours exist even when
+        # the store was built before this module was imported.
+        Base.metadata.create_all(store.engine, tables=[BatchJobRow.__table__, BatchChunkRow.__table__])
+
+    def get(self, job_id: str) -> Job | None:
+        with self.store.session() as s:
+            row = s.get(BatchJobRow, job_id)
+            return None if row is None else Job.of(row)
+
+    def start(
+        self,
+        job_id: str,
+        *,
+        input_path: str,
+        output_path: str,
+        input_identity: str | None,
+        fingerprint: dict,
+        rows_total: int | None,
+        source: str = "cli",
+        state: JobState = "running",
+    ) -> Job:
+        """Create the job, or reset it to nothing done (a fresh run of the same input and output)."""
+        with self.store.session.begin() as s:
+            s.execute(delete(BatchChunkRow).where(BatchChunkRow.job_id == job_id))
+            row = s.get(BatchJobRow, job_id) or BatchJobRow(id=job_id, created_at=_now())
+            row.source, row.input_path, row.output_path = source, input_path, output_path
+            row.input_identity, row.fingerprint = input_identity, fingerprint
+            row.fingerprint_hash = fingerprint_hash(fingerprint)
+            row.state, row.rows_total, row.error = state, rows_total, None
+            row.rows_done = row.chunks_done = row.output_position = 0
+            s.add(row)
+            s.flush()
+            return Job.of(row)
+
+    def set_state(self, job_id: str, state: JobState, error: str | None = None, **values) -> None:
+        with self.store.session.begin() as s:
+            s.execute(
+                update(BatchJobRow).where(BatchJobRow.id == job_id).values(state=state, error=error, updated_at=_now(), **values)
+            )
+
+    def commit_chunk(self, job_id: str, index: int, rows_end: int, output_position: int, tally: ChunkTally) -> None:
+        """Record a chunk that is durably in the output; one transaction with the job's progress."""
+        with self.store.session.begin() as s:
+            s.add(
+                BatchChunkRow(
+                    job_id=job_id,
+                    index=index,
+                    rows_end=rows_end,
+                    output_position=output_position,
+                    graded=tally.graded,
+                    errors=tally.errors,
+                    score_sums=tally.score_sums,
+                )
+            )
+            s.execute(
+                update(BatchJobRow)
+                .where(BatchJobRow.id == job_id)
+                .values(rows_done=rows_end, chunks_done=index + 1, output_position=output_position, updated_at=_now())
+            )
+
+    def tally(self, job_id: str) -> ChunkTally:
+        total = ChunkTally()
+        with self.store.session() as s:
+            for row in s.scalars(select(BatchChunkRow).where(BatchChunkRow.job_id == job_id)):
+                total.add(ChunkTally(row.graded, row.errors, row.score_sums))
+        return total
+
+    def unfinished(self, source: str) -> list[Job]:
+        with self.store.session() as s:
+            rows = s.scalars(
+                select(BatchJobRow)
+                .where(BatchJobRow.source == source, BatchJobRow.state.in_(UNFINISHED))
+                .order_by(BatchJobRow.created_at)
+            )
+            return [Job.of(r) for r in rows]
+
+    def count(self) -> int:
+        with self.store.session() as s:
+            return int(s.scalar(select(func.count()).select_from(BatchJobRow)) or 0)
+
+
+def describe_mismatch(old: dict, new: dict) -> str:
+    """Which parts of a fingerprint changed, for a message a person can act on."""
+    changed = [k for k in sorted(new) if k != "rubrics" and old.get(k) != new.get(k)]
+    old_r, new_r = old.get("rubrics", {}), new.get("rubrics", {})
+    changed += [f"rubric {rid}" for rid in sorted(set(old_r) | set(new_r)) if old_r.get(rid) != new_r.get(rid)]
+    return ", ".join(changed[:8]) + (" ..." if len(changed) > 8 else "") or "unknown"
+
