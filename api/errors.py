@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from grader.errors import GraderError
@@ -22,11 +23,18 @@ from .schemas import ErrorBody, ErrorResponse
 
 log = logging.getLogger(__name__)
 
+class UnknownResult(GraderError):
+    """A result id that the store does not hold."""
+
+    status_code = 404
+
+
 _HTTP_TYPES = {
     400: "bad_request",
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
+    409: "conflict",
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
@@ -94,6 +102,11 @@ async def _http_error(_: Request, err: StarletteHTTPException) -> JSONResponse:
     return error_response(err.status_code, type_, message, headers=getattr(err, "headers", None))
 
 
+async def _conflict(_: Request, err: IntegrityError) -> JSONResponse:
+    # Two writers changed the same rubric at the same moment; the later one lost and can simply retry.
+    return error_response(409, "conflict", "the rubric was changed by another request at the same moment; retry")
+
+
 async def _unexpected(_: Request, err: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=err)
     return error_response(500, "internal_error", "the server failed to handle this request; it has been logged")
@@ -103,4 +116,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(GraderError, _grader_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(IntegrityError, _conflict)
     app.add_exception_handler(Exception, _unexpected)

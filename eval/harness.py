@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from grader.errors import GraderError
 from grader.grade import Grader
 from grader.match import RubricVectors, rubric_texts
 from grader.rubric import Rubric, resolve_rubric
+from grader.score import ZERO_SCORE_FLAGS, coverage_of
 
 CHUNK_ROWS = 1024  # rows per grade_many call: big enough to batch encoding well, small enough for memory
 
@@ -40,6 +42,19 @@ class MemoEncoder:
         self.calls = 0
         self._memo: dict[str, np.ndarray] = {}
 
+    def load(self, path: Path) -> None:
+        """Add embeddings saved by ``save`` (same model only: the file is keyed by the weights hash)."""
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as saved:
+                if str(saved["weights_hash"]) == self.weights_hash:
+                    self._memo.update(zip(saved["texts"].tolist(), saved["vectors"]))
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        texts = list(self._memo)
+        vectors = np.stack([self._memo[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+        np.savez(path, texts=np.array(texts, dtype=str), vectors=vectors, weights_hash=self.weights_hash)
+
     def encode(self, texts: list[str]) -> np.ndarray:
         self.calls += 1
         new = [t for t in dict.fromkeys(texts) if t not in self._memo]
@@ -52,7 +67,7 @@ class MemoEncoder:
 
 @dataclass
 class GradedTable:
-    frame: pd.DataFrame  # the input columns + score, coverage, error and one column per feature
+    frame: pd.DataFrame  # the input columns + score, coverage, error, flags, zeroed and one column per feature
     rubrics: dict[str, Rubric]  # by row group
     seconds: float  # wall time of drafting and grading
 
@@ -98,9 +113,13 @@ def grade_table(frame: pd.DataFrame, grader: Grader) -> GradedTable:
     out["flags"] = [[] if isinstance(r, GraderError) else r.flags for r in results]
     qsim = question_similarities(rubrics, grader)
     feats = [
-        dict.fromkeys(FEATURES, 0.0) if isinstance(r, GraderError) else features_from(r.key_points, r.coverage, qsim[g])
+        # Coverage before zero-score flags, as the grading path hands it to the calibration.
+        dict.fromkeys(FEATURES, 0.0)
+        if isinstance(r, GraderError)
+        else features_from(r.key_points, coverage_of(rubrics[g], r.key_points), qsim[g])
         for r, g in zip(results, frame["group"])
     ]
+    out["zeroed"] = [isinstance(r, GraderError) or bool(set(r.flags) & ZERO_SCORE_FLAGS) for r in results]
     for name in FEATURES:
         out[name] = [f[name] for f in feats]
     return GradedTable(out, rubrics, time.perf_counter() - started)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -24,7 +25,7 @@ from .draft import draft_rubric
 from .errors import AnswerError, GraderError, RubricError, UnknownRubric
 from .files import OUTPUT_COLUMNS, AnswerFile, content_identity, open_writer
 from .grade import Grader, clean_answer
-from .jobs import ChunkTally, JobLedger, ResumeMismatch, describe_mismatch, fingerprint_hash, job_id_for
+from .jobs import ChunkTally, JobLedger, ResumeMismatch, fingerprint_changes, job_id_for
 from .rubric import Rubric
 from .settings import Settings
 
@@ -44,6 +45,11 @@ def _as_answer(value: object) -> str | bytes | object:
         except UnicodeEncodeError:
             return value.encode("utf-8", "surrogateescape")
     return value
+
+
+def _printable(value: object) -> str:
+    """A value for the output file: undecodable input bytes become U+FFFD."""
+    return str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _rubric_for(row: dict, rubrics: dict[str, Rubric], drafts: MutableMapping[str, Rubric], max_chars: int) -> Rubric:
@@ -117,9 +123,9 @@ def grade_batch(
     out: dict[str, list] = {name: [] for name in OUTPUT_COLUMNS}
     for i, (row, rubric, at) in enumerate(zip(rows, chosen, where)):
         result = rubric if at is None else graded[at]
-        out["id"].append(str(row["id"]) if _given(row.get("id")) else str(row.get("row") or i + 1))
+        out["id"].append(_printable(row["id"]) if _given(row.get("id")) else str(row.get("row") or i + 1))
         out["rubric_id"].append(
-            rubric.id if isinstance(rubric, Rubric) else (str(row["rubric_id"]) if _given(row.get("rubric_id")) else None)
+            rubric.id if isinstance(rubric, Rubric) else (_printable(row["rubric_id"]) if _given(row.get("rubric_id")) else None)
         )
         if isinstance(result, GraderError):
             out["score"].append(None), out["max_score"].append(None), out["coverage"].append(None)
@@ -161,9 +167,18 @@ class BatchSummary:
     drafted: list[str] = field(default_factory=list)
     finished: bool = True
 
+    def describe(self) -> str:
+        """The end-of-run summary a person reads: counts, mean score per rubric, where the output is."""
+        resumed = f", resumed after row {self.resumed_from}" if self.resumed_from else ""
+        lines = [f"{self.rows} rows: {self.graded} graded, {self.errors} errors{resumed} -> {self.output}"]
+        lines += [f"  {rubric_id}: mean score {mean}" for rubric_id, mean in self.mean_scores.items()]
+        if self.drafted:
+            lines.append(f"{len(self.drafted)} rubric(s) drafted from reference answers, for review: {drafts_dir(self.output)}/")
+        return "\n".join(lines)
 
-def batch_fingerprint(grader: Grader, rubrics: dict[str, Rubric]) -> dict:
-    """What a resumed run must share with the run it continues."""
+
+def batch_fingerprint(grader: Grader) -> dict:
+    """What a resumed run must share with the run it continues; rubric hashes are added per chunk."""
     return {
         "model": grader.encoder.name,
         "model_hash": grader.encoder.weights_hash,
@@ -171,7 +186,7 @@ def batch_fingerprint(grader: Grader, rubrics: dict[str, Rubric]) -> dict:
         "max_answer_chars": grader.settings.max_answer_chars,
         "calibration": grader.calibration,
         "grader_version": __version__,
-        "rubrics": {rid: r.content_hash for rid, r in sorted(rubrics.items())},
+        "rubrics": {},
     }
 
 
@@ -188,6 +203,26 @@ def _tally(frame: pd.DataFrame) -> ChunkTally:
         errors=len(frame) - len(ok),
         score_sums={str(rid): [int(r["count"]), float(r["sum"])] for rid, r in sums.iterrows()},
     )
+
+
+@contextmanager
+def console_progress(enabled: bool) -> Iterator[Callable[[int, int | None], None] | None]:
+    """A progress bar on stderr (rows, rows/s, ETA) for ``run_batch``'s ``on_progress``; None when disabled."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TextColumn("rows  {task.fields[rate]} rows/s"), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("batch", total=None, rate="-")
+
+        def update(done: int, total: int | None) -> None:
+            speed = bar.tasks[0].speed
+            bar.update(task, completed=done, total=total, rate=f"{speed:.0f}" if speed else "-")
+
+        yield update
 
 
 def run_batch(
@@ -218,11 +253,14 @@ def run_batch(
         raise GraderError("--resume needs an input file; stdin cannot be read twice", field="input")
     identity = None if source_file.path == "-" else content_identity(source_file.path)
     job_id = job_id or job_id_for(source_file.path, identity, output)
-    fingerprint = batch_fingerprint(grader, rubrics)
+    fingerprint = batch_fingerprint(grader)
     job = ledger.get(job_id) if resume else None
-    if job is not None and job.fingerprint_hash != fingerprint_hash(fingerprint):
+    changes = [] if job is None or job.rows_done == 0 else fingerprint_changes(
+        job.fingerprint, fingerprint, {rid: r.content_hash for rid, r in rubrics.items()}
+    )
+    if changes:
         raise ResumeMismatch(
-            f"cannot resume job {job_id}: {describe_mismatch(job.fingerprint, fingerprint)} changed since it started; "
+            f"cannot resume job {job_id}: {', '.join(changes[:8])} changed since it started; "
             "run again without --resume to grade the whole file with the current settings",
         )
     if job is not None and job.rows_done > 0 and job.input_identity != identity:
@@ -258,7 +296,9 @@ def run_batch(
         _write_drafts(output, drafts, written)
         position = writer.write(results)
         done += len(chunk)
-        ledger.commit_chunk(job_id, index, done, position, _tally(results))
+        known = {**drafts, **rubrics}
+        used = {rid: known[rid].content_hash for rid in set(results["rubric_id"]) if rid in known}
+        ledger.commit_chunk(job_id, index, done, position, _tally(results), used)
         index += 1
         if on_progress:
             on_progress(done, job.rows_total)

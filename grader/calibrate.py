@@ -87,9 +87,6 @@ class Calibration(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Calibration":
-        unknown = set(self.features) - set(FEATURES)
-        if unknown:
-            raise ValueError(f"unknown features {sorted(unknown)}; known: {', '.join(FEATURES)}")
         n = len(self.features)
         if not len(self.mean) == len(self.scale) == len(self.coef) == n:
             raise ValueError(f"mean, scale and coef need one value per feature ({n})")
@@ -122,9 +119,9 @@ class Calibration(BaseModel):
 
 
 def load_calibration(path: Path) -> Calibration:
-    """Read an artefact; a missing or malformed file says which and how to fix it."""
+    """Read an artefact the grader can apply; a missing or malformed file says which and how to fix it."""
     try:
-        return Calibration.model_validate_json(Path(path).read_text(encoding="utf-8"))
+        calibration = Calibration.model_validate_json(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise GraderError(
             f"calibration file {path} not found; set GRADER_CALIBRATION_PATH to an artefact from eval/calibration/ "
@@ -135,3 +132,10 @@ def load_calibration(path: Path) -> Calibration:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(file)"
         raise GraderError(f"calibration file {path}: {where}: {first['msg']}", field="calibration_path") from None
+    unknown = sorted(set(calibration.features) - set(FEATURES))
+    if unknown:
+        raise GraderError(
+            f"calibration file {path}: the grader cannot compute features {unknown}; known: {', '.join(FEATURES)}",
+            field="calibration_path",
+        )
+    return calibration

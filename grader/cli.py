@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -80,7 +78,8 @@ def rubric_check(
     settings = get_settings()
     target = path or settings.rubrics_dir
     rubrics = list(load_rubrics(target).values()) if target.is_dir() else [load_rubric(target)]
-    warnings = check_rubrics(rubrics, load_encoder(settings.model_path, settings.encode_batch_size))
+    encoder = load_encoder(settings.model_path, settings.encode_batch_size, settings.backend, settings.onnx_cache_dir)
+    warnings = check_rubrics(rubrics, encoder)
     for warning in warnings:
         typer.echo(f"warning: {warning}")
     typer.echo(f"{len(rubrics)} rubric(s) valid, {len(warnings)} warning(s)")
@@ -105,44 +104,19 @@ def rubric_draft(
 def serve(
     host: Annotated[Optional[str], typer.Option(help="bind address (default: GRADER_HOST, 127.0.0.1)")] = None,
     port: Annotated[Optional[int], typer.Option(help="port (default: GRADER_PORT, 8000)")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="server processes; each loads its own copy of the model")] = 1,
 ) -> None:
-    """Run the HTTP API (see api/)."""
-    raise GraderError("serve is not implemented yet")  # owned by the API work (issue 5)
+    """Run the HTTP API (see api/); settings come from GRADER_* variables or .env."""
+    import uvicorn
 
+    settings = get_settings()
+    bind = {"host": host or settings.host, "port": port or settings.port, "log_level": "info"}
+    if workers == 1:
+        from api.app import create_app
 
-@contextmanager
-def _batch_progress(enabled: bool) -> Iterator[Callable[[int, int | None], None] | None]:
-    """A rich progress bar (rows, rows/s, ETA) on stderr, or nothing when not on a terminal."""
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (
-        TextColumn("grading"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("rows  {task.fields[rate]} rows/s"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("batch", total=None, rate="-")
-
-        def update(done: int, total: int | None) -> None:
-            speed = bar.tasks[0].speed
-            bar.update(task, completed=done, total=total, rate=f"{speed:.0f}" if speed else "-")
-
-        yield update
-
-
-def _print_batch_summary(summary) -> None:
-    resumed = f", resumed after row {summary.resumed_from}" if summary.resumed_from else ""
-    typer.echo(f"{summary.rows} rows: {summary.graded} graded, {summary.errors} errors{resumed} -> {summary.output}")
-    for rubric_id, mean in summary.mean_scores.items():
-        typer.echo(f"  {rubric_id}: mean score {mean}")
-    if summary.drafted:
-        typer.echo(f"{len(summary.drafted)} rubric(s) drafted from reference answers, for review: {summary.output}.rubrics/")
+        uvicorn.run(create_app(settings), **bind)
+    else:  # worker processes build their own app (and read the same GRADER_* settings)
+        uvicorn.run("api.app:create_app", factory=True, workers=workers, **bind)
 
 
 @app.command()
@@ -152,9 +126,10 @@ def batch(
     rubrics: RubricsDir = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted run of the same input and output")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar and no summary")] = False,
+    chunk_rows: Annotated[int, typer.Option(min=1, max=100_000, help="rows graded (and committed) together")] = 512,
 ) -> None:
     """Grade an answer file (CSV / JSONL / Parquet) chunk by chunk; every row comes out once, in order."""
-    from .batch import run_batch
+    from .batch import console_progress, run_batch
     from .jobs import JobLedger
     from .rubric import load_rubrics
     from .store import Store
@@ -162,16 +137,43 @@ def batch(
     settings = _settings(rubrics)
     loaded = load_rubrics(settings.rubrics_dir)
     ledger = JobLedger(Store(settings.database_url))
-    with _batch_progress(enabled=not quiet and sys.stderr.isatty()) as on_progress:
-        summary = run_batch(input_path, out, _grader(settings), loaded, ledger, resume=resume, on_progress=on_progress)
+    with console_progress(enabled=not quiet and sys.stderr.isatty()) as on_progress:
+        summary = run_batch(
+            input_path, out, _grader(settings), loaded, ledger, resume=resume, chunk_rows=chunk_rows, on_progress=on_progress
+        )
     if not quiet:
-        _print_batch_summary(summary)
+        typer.echo(summary.describe())
 
 
 @app.command("eval")
-def eval_() -> None:
-    """Measure agreement with human grades on a data set."""
-    raise GraderError("eval is not implemented yet")  # owned by the eval work (issue 7)
+def eval_(
+    data: Annotated[Path, typer.Argument(help="mohler.csv, a SAF folder (or split), or eval/data/ml_interview")],
+    out: Annotated[Path, typer.Option("--out", help="folder for the report, plots and per-row scores")] = Path("eval-out"),
+) -> None:
+    """Measure agreement with human grades on a data set: ours vs baselines, linear / shipped / CV calibration."""
+    from eval.report import eval_dataset
+
+    if not data.exists():
+        raise GraderError(f"data set {data} not found; pass mohler.csv, a SAF folder or eval/data/ml_interview")
+    typer.echo(str(eval_dataset(data, out, get_settings())))
+
+
+model_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Prepare the embedding model.")
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("prepare")
+def model_prepare(
+    force: Annotated[bool, typer.Option("--force", help="export again even if a cached export exists")] = False,
+) -> None:
+    """Export the configured model to ONNX int8 now, so the first GRADER_BACKEND=onnx start does not wait."""
+    from .encoder import packaged_model_path
+    from .onnx_encoder import default_cache_dir, prepare_onnx_model
+
+    settings = get_settings()
+    source = settings.model_path or packaged_model_path()
+    path, exported = prepare_onnx_model(source, settings.onnx_cache_dir or default_cache_dir(), force=force)
+    typer.echo(f"{'exported' if exported else 'already prepared'}: {path}")
 
 
 def main() -> None:

@@ -20,6 +20,9 @@ from .errors import GraderError
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# OpenMP threads that spin while waiting thrash when the cores are shared (API worker + batch job,
+# other processes): measured 16x slower encodes of small batches under load; passive waiting avoids it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.onnx")
 
@@ -39,9 +42,9 @@ def _file_sha256(path: str, size: int, mtime: float) -> str:
     return digest.hexdigest()
 
 
-def weights_hash(model_dir: Path) -> str:
+def weights_hash(model_dir: Path, names: tuple[str, ...] = _WEIGHT_FILES) -> str:
     """sha256 of the model's weights file: two grades with equal hashes used the same model."""
-    for name in _WEIGHT_FILES:
+    for name in names:
         f = model_dir / name
         if f.is_file():
             st = f.stat()
@@ -76,6 +79,8 @@ class Encoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
             self.calls += 1
+            # sentence-transformers sorts the texts by length inside encode (longest first), batches
+            # them and restores the input order, so batches hold texts of similar length.
             vectors = self.model.encode(
                 list(texts),
                 batch_size=self.batch_size,
@@ -86,10 +91,26 @@ class Encoder:
         return np.asarray(vectors, dtype=np.float32)
 
 
+def load_encoder(
+    model_path: Path | None = None, batch_size: int = 64, backend: str = "torch", cache_dir: Path | None = None
+) -> Encoder:
+    """One loaded model per path, backend and process: the CLI, the API and tests share it.
+
+    ``backend`` is ``torch`` (sentence-transformers, fp32) or ``onnx`` (the int8 ONNX export of the
+    same model, see ``grader.onnx_encoder``; ``cache_dir`` is where that export is kept).
+    """
+    return _load_encoder(model_path, batch_size, backend, cache_dir if backend == "onnx" else None)
+
+
 @lru_cache(maxsize=4)
-def load_encoder(model_path: Path | None = None, batch_size: int = 64) -> Encoder:
-    """One loaded model per path and process: the CLI, the API and tests share it."""
-    return Encoder(model_path, batch_size)
+def _load_encoder(model_path: Path | None, batch_size: int, backend: str, cache_dir: Path | None) -> Encoder:
+    if backend == "torch":
+        return Encoder(model_path, batch_size)
+    if backend == "onnx":
+        from .onnx_encoder import OnnxEncoder
+
+        return OnnxEncoder(model_path, batch_size, cache_dir)  # type: ignore[return-value]  # same interface
+    raise GraderError(f"unknown encoder backend {backend!r}; use 'torch' or 'onnx' (GRADER_BACKEND)", field="backend")
 
 
 class EmbeddingCache:

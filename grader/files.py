@@ -96,22 +96,21 @@ class AnswerFile:
         if self.format == "jsonl":
             with open(self.path, "rb") as fh:
                 return sum(1 for line in fh if line.strip())
-        with self._open_text() as fh:
-            reader = csv.reader(fh)
-            next(reader, None)
-            return sum(1 for record in reader if record)
+        return sum(1 for _ in self._csv_records(skip=0))  # the reader's own idea of a row, broken ones included
 
     def chunks(self, size: int, skip: int = 0) -> Iterator[pd.DataFrame]:
         """DataFrames of up to ``size`` rows with ``row`` (1-based), the input columns and ``read_error``."""
         records = {"csv": self._csv_records, "jsonl": self._jsonl_records, "parquet": self._parquet_records}[self.format]
+        columns = ["row", *INPUT_COLUMNS, "read_error"]
         batch: list[dict] = []
         for record in records(skip):
             batch.append(record)
             if len(batch) == size:
-                yield pd.DataFrame.from_records(batch, columns=["row", *INPUT_COLUMNS, "read_error"])
+                # object dtype: pandas' Arrow strings would reject the surrogate-escaped bad bytes
+                yield pd.DataFrame(batch, columns=columns, dtype=object)
                 batch = []
         if batch:
-            yield pd.DataFrame.from_records(batch, columns=["row", *INPUT_COLUMNS, "read_error"])
+            yield pd.DataFrame(batch, columns=columns, dtype=object)
 
     # -- per format --------------------------------------------------------------------------------
     def _check_columns(self) -> None:
@@ -210,11 +209,11 @@ class AnswerFile:
 
 def _record(row: int, values: dict, error: str | None) -> dict:
     record = {name: values.get(name) for name in INPUT_COLUMNS}
-    if record["id"] is not None:
-        record["id"] = str(record["id"])
-    for name in ("rubric_id", "question", "reference"):
+    for name in ("id", "rubric_id", "question", "reference"):
         if record[name] == "":
             record[name] = None  # an empty CSV cell means "not given"
+    if record["id"] is not None:
+        record["id"] = str(record["id"])
     record["row"] = row
     record["read_error"] = error
     return record
@@ -339,7 +338,9 @@ def read_results(path: str | Path) -> pd.DataFrame:
         return pq.read_table(path).to_pandas()
     if fmt == "jsonl":
         return pd.read_json(path, lines=True, dtype={"id": str, "rubric_id": str})
-    frame = pd.read_csv(path, dtype={"id": str, "rubric_id": str, "error": str}, keep_default_na=False)
+    numeric = {name: [""] for name in ("score", "max_score", "coverage", "needs_review")}
+    frame = pd.read_csv(path, dtype={"id": str, "rubric_id": str, "error": str}, keep_default_na=False, na_values=numeric)
     for name in ("missing", "flags"):
         frame[name] = [v.split(LIST_SEPARATOR) if v else [] for v in frame[name]]
+    frame["error"] = frame["error"].replace("", None)
     return frame

@@ -14,12 +14,12 @@ from . import __version__
 from .calibrate import load_calibration, question_similarity
 from .encoder import EmbeddingCache, Encoder, load_encoder
 from .errors import AnswerError, AnswerTooLarge, GraderError
-from .guards import is_instruction, is_keyword_list, language_flag, polarity_flipped
-from .match import RubricVectors, answer_spans, rubric_texts, similarities
+from .guards import instruction_parts, is_keyword_list, language_flag, polarity_flipped
+from .match import RubricVectors, answer_spans, rubric_texts, similarities, span_text
 from .result import Evidence, Fingerprint, GradeResult, MisconceptionHit
 from .rubric import Rubric
 from .score import ZERO_SCORE_FLAGS, REVIEW_FLAGS, AnswerView, confidence_of, coverage_of, judge_key_points, points_for
-from .segment import segment_answer
+from .segment import distinct_clauses, segment_answer
 from .settings import Settings, Thresholds, get_settings
 
 REASONS = {
@@ -62,7 +62,8 @@ class Grader:
 
     def __init__(self, settings: Settings | None = None, encoder: Encoder | None = None) -> None:
         self.settings = settings or get_settings()
-        self.encoder = encoder or load_encoder(self.settings.model_path, self.settings.encode_batch_size)
+        s = self.settings
+        self.encoder = encoder or load_encoder(s.model_path, s.encode_batch_size, s.backend, s.onnx_cache_dir)
         self.cache = EmbeddingCache(self.settings.embedding_cache_size)
         # A fitted calibration artefact maps coverage + similarities to the score scale; none = linear.
         self.calibration_model = load_calibration(self.settings.calibration_path) if self.settings.calibration_path else None
@@ -96,7 +97,7 @@ class Grader:
         for rubric, answer in items:
             try:
                 text = clean_answer(answer, self.settings.max_answer_chars)
-                clauses = segment_answer(text)
+                clauses = distinct_clauses(segment_answer(text))
                 if not clauses:
                     raise AnswerError("answer has no words to grade", field="answer")
                 if len(clauses) > self.settings.max_clauses:
@@ -112,7 +113,7 @@ class Grader:
         # One encode call: every distinct span text, plus the texts of rubrics not yet cached.
         todo = [p for p in prepared if not isinstance(p, GraderError)]
         spans_of = [answer_spans(clauses) for _, _, clauses in todo]
-        span_texts = [text[s.start : s.end] for (_, text, _), spans in zip(todo, spans_of) for s in spans]
+        span_texts = [span_text(clauses, s) for (_, _, clauses), spans in zip(todo, spans_of) for s in spans]
         rubrics = {r.content_hash: r for r, _, _ in todo}
         missing = [r for key, r in rubrics.items() if self.cache.get(self._cache_key(key)) is None]
         unique = list(dict.fromkeys(span_texts + [t for r in missing for t in rubric_texts(r)]))
@@ -129,7 +130,7 @@ class Grader:
                 continue
             (rubric, text, clauses), spans = next(it)
             rv = self._rubric_vectors(rubric, rubrics)
-            span_vecs = vectors[[row[text[s.start : s.end]] for s in spans]]
+            span_vecs = vectors[[row[span_text(clauses, s)] for s in spans]]
             results.append(self._judge(rubric, rv, text, clauses, spans, span_vecs))
         return results
 
@@ -153,9 +154,11 @@ class Grader:
         lang = language_flag(text)
         if lang:
             flags.append(lang)
-        instruction = np.array([is_instruction(c.text) for c in clauses], dtype=bool)
-        clause_kp = sims.key_points[:n].max(axis=1)
-        restated = (sims.question[:n] >= t.question_restated_threshold) & (sims.question[:n] >= clause_kp)
+        instruction = np.array(instruction_parts([c.text for c in clauses]), dtype=bool)
+        # A clause nearer the question than any key point restates it (questions are never split into clauses).
+        restated = (sims.question[:n] >= t.question_restated_threshold) & (
+            sims.question[:n] >= sims.key_points[:n].max(axis=1)
+        )
         keyword = np.array([is_keyword_list(c.text) for c in clauses], dtype=bool) | is_keyword_list(text)
         if instruction.any():
             flags.append("grader_instruction")

@@ -2,8 +2,9 @@
 
 A job commits one row per chunk (``batch_job_chunks``) in the same transaction that advances
 ``rows_done``, so after a kill the store says exactly which rows reached the output file and
-where that file must be cut. The fingerprint (model hash, rubric hashes, thresholds, grader
-version) stops a resume from mixing grades made with different settings in one file.
+where that file must be cut. The fingerprint (model hash, thresholds, grader version, and the hash
+of every rubric the committed rows used) stops a resume from mixing grades made with different
+settings in one file.
 """
 
 from __future__ import annotations
@@ -113,7 +114,9 @@ class ResumeMismatch(GraderError):
 
 
 def fingerprint_hash(fingerprint: dict) -> str:
-    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:32]
+    """Hash of the settings part; rubric hashes are compared one by one (only the rubrics a job used matter)."""
+    settings_part = {k: v for k, v in fingerprint.items() if k != "rubrics"}
+    return hashlib.sha256(json.dumps(settings_part, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def job_id_for(input_path: str, identity: str | None, output: Path) -> str:
@@ -167,8 +170,10 @@ class JobLedger:
                 update(BatchJobRow).where(BatchJobRow.id == job_id).values(state=state, error=error, updated_at=_now(), **values)
             )
 
-    def commit_chunk(self, job_id: str, index: int, rows_end: int, output_position: int, tally: ChunkTally) -> None:
-        """Record a chunk that is durably in the output; one transaction with the job's progress."""
+    def commit_chunk(
+        self, job_id: str, index: int, rows_end: int, output_position: int, tally: ChunkTally, rubric_hashes: dict[str, str]
+    ) -> None:
+        """Record a chunk that is durably in the output, and the rubrics it used; one transaction."""
         with self.store.session.begin() as s:
             s.add(
                 BatchChunkRow(
@@ -181,11 +186,9 @@ class JobLedger:
                     score_sums=tally.score_sums,
                 )
             )
-            s.execute(
-                update(BatchJobRow)
-                .where(BatchJobRow.id == job_id)
-                .values(rows_done=rows_end, chunks_done=index + 1, output_position=output_position, updated_at=_now())
-            )
+            job = s.get(BatchJobRow, job_id)
+            job.fingerprint = {**job.fingerprint, "rubrics": {**job.fingerprint.get("rubrics", {}), **rubric_hashes}}
+            job.rows_done, job.chunks_done, job.output_position = rows_end, index + 1, output_position
 
     def tally(self, job_id: str) -> ChunkTally:
         total = ChunkTally()
@@ -208,10 +211,15 @@ class JobLedger:
             return int(s.scalar(select(func.count()).select_from(BatchJobRow)) or 0)
 
 
-def describe_mismatch(old: dict, new: dict) -> str:
-    """Which parts of a fingerprint changed, for a message a person can act on."""
+def fingerprint_changes(old: dict, new: dict, rubric_hashes: dict[str, str]) -> list[str]:
+    """What differs between a job's fingerprint and the current one, naming each part.
+
+    Only rubrics the committed rows used are compared; drafted rubrics (``draft-*``) follow from
+    the input bytes and the grader version, which are compared already.
+    """
     changed = [k for k in sorted(new) if k != "rubrics" and old.get(k) != new.get(k)]
-    old_r, new_r = old.get("rubrics", {}), new.get("rubrics", {})
-    changed += [f"rubric {rid}" for rid in sorted(set(old_r) | set(new_r)) if old_r.get(rid) != new_r.get(rid)]
-    return ", ".join(changed[:8]) + (" ..." if len(changed) > 8 else "") or "unknown"
+    for rid, digest in sorted(old.get("rubrics", {}).items()):
+        if not rid.startswith("draft-") and rubric_hashes.get(rid) != digest:
+            changed.append(f"rubric {rid}" if rid in rubric_hashes else f"rubric {rid} (no longer loaded)")
+    return changed
 

@@ -98,6 +98,11 @@ def answer_spans(clauses: list[Clause]) -> list[Span]:
     return spans
 
 
+def span_text(clauses: list[Clause], span: Span) -> str:
+    """The text embedded for a span: its clauses joined (repeats dropped by the caller stay dropped)."""
+    return " ".join(c.text for c in clauses[span.first : span.last + 1])
+
+
 @dataclass(frozen=True)
 class Similarities:
     """All similarities of one answer against one rubric."""

@@ -17,10 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import RubricError, UnknownRubric
 
 ID_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+MAX_VERSION = 2**31 - 1  # versions are stored as SQL INTEGER
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    # NaN / Infinity (which Python's JSON parser accepts) would make scores that cannot be serialized.
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False)
 
 
 class KeyPoint(_Strict):
@@ -65,7 +67,7 @@ class Rubric(_Strict):
     """A question, its key points and how they add up to a score."""
 
     id: str = Field(pattern=ID_PATTERN, max_length=80)
-    version: int = Field(1, ge=1)
+    version: int = Field(1, ge=1, le=MAX_VERSION)
     question: str = Field(min_length=3, max_length=5000)
     max_score: float = Field(1.0, gt=0)
     key_points: tuple[KeyPoint, ...] = Field(min_length=1, max_length=50)

@@ -50,9 +50,9 @@ def credit_for(similarity: float, t: Thresholds) -> tuple[Status, float]:
     return "missing", 0.0
 
 
-def _span_capacity(view: AnswerView, span: Span) -> int:
-    """How many unrelated key points one span may support: a short clause states one thing."""
-    return max(1, len(view.text[span.start : span.end].split()) // WORDS_PER_POINT)
+def _clause_capacity(clause: Clause) -> int:
+    """How many unrelated key points one clause may carry: a short clause states one thing."""
+    return max(1, len(clause.text.split()) // WORDS_PER_POINT)
 
 
 def judge_key_points(
@@ -96,25 +96,32 @@ def judge_key_points(
                 against[k], against_at[k] = support[c, k], c
             touches = np.array([flipped[list(s.clauses)].any() for s in view.spans], dtype=bool)
             support[touches, k] = -1.0
-    # Contradiction is judged before spans are shared out: denying a point beats any weak support of it.
-    contradicted = (against >= t.contradiction_threshold) & (against >= support.max(axis=0) + t.contradiction_margin)
+    # Judged clause against clause, before spans are shared out: a denial stands unless another clause
+    # clearly supports the point better (windows would let the undenied half of a point outvote it).
+    clause_support = support[:n_clauses].max(axis=0)
+    contradicted = (against >= t.contradiction_threshold) & (clause_support <= against + t.contradiction_margin)
 
-    # Greedy assignment, strongest key point first: spans have room for a few unrelated points.
-    room = np.array([_span_capacity(view, s) for s in view.spans])
     # A span is evidence for the key points it is nearest to, not for every point it is loosely near.
     nearest = support.max(axis=1, keepdims=True)
     related = rv.key_point_similarity[support.argmax(axis=1)] >= RELATED_KEY_POINTS  # (S, K)
     support = np.where((support >= nearest - EVIDENCE_MARGIN) | related, support, -1.0)
-    owners: list[list[int]] = [[] for _ in view.spans]
+    # Greedy assignment, strongest key point first. Each clause has room for a few unrelated points;
+    # a window uses the room of the clause that carries the point, so re-combining the same clause
+    # with filler or repeats cannot earn it a second time.
+    room = np.array([_clause_capacity(c) for c in view.clauses])
+    owners: list[list[int]] = [[] for _ in view.clauses]
+    clause_sim = sims.key_points[:n_clauses]
     best = np.zeros(n_kp, dtype=int)
     for k in np.argsort(-support.max(axis=0), kind="stable"):
-        unrelated = np.array(
-            [sum(rv.key_point_similarity[k, o] < RELATED_KEY_POINTS for o in owned) for owned in owners]
+        k = int(k)
+        free = np.array(
+            [sum(rv.key_point_similarity[k, o] < RELATED_KEY_POINTS for o in owned) < r for owned, r in zip(owners, room)]
         )
-        column = np.where(unrelated < room, support[:, k], -1.0)
+        carrier = [max(s.clauses, key=lambda c: clause_sim[c, k]) for s in view.spans]
+        column = np.where(free[carrier], support[:, k], -1.0)
         best[k] = int(column.argmax())
         if column[best[k]] >= t.partial_threshold:
-            owners[best[k]].append(int(k))
+            owners[carrier[best[k]]].append(k)
         support[:, k] = column
 
     verdicts = []

@@ -71,7 +71,8 @@ def segment_answer(answer: str) -> list[Clause]:
         line_start = line.start() + (bullet.end() if bullet else 0)
         for s0, e0 in _split(answer[line_start : line.end()], line_start, _SENTENCE_END, _not_abbreviation):
             for s1, e1 in _split(answer[s0:e0], s0, _SEMICOLON):
-                if _words(answer[s1:e1]) > LONG_SENTENCE_WORDS:
+                # A question is kept whole, so a restated question is recognised as one.
+                if _words(answer[s1:e1]) > LONG_SENTENCE_WORDS and not answer[s1:e1].rstrip().endswith("?"):
                     spans.extend(_split(answer[s1:e1], s1, _CONJUNCTION))
                 else:
                     spans.append((s1, e1))
@@ -85,3 +86,15 @@ def segment_answer(answer: str) -> list[Clause]:
         else:
             merged.append((start, end))
     return [Clause(answer[s:e], s, e) for s, e in merged]
+
+
+def distinct_clauses(clauses: list[Clause]) -> list[Clause]:
+    """First occurrences only: pasting the same sentence again adds no evidence (nor new windows)."""
+    seen: set[str] = set()
+    kept = []
+    for clause in clauses:
+        key = " ".join(clause.text.casefold().split()).rstrip(".!?")
+        if key not in seen:
+            seen.add(key)
+            kept.append(clause)
+    return kept

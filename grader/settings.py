@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,7 +37,7 @@ class Thresholds(BaseSettings):
         0.50, description="a negating clause or a listed contradiction this similar can contradict a key point"
     )
     contradiction_margin: float = Field(
-        0.03, description="a contradiction must beat the key point's own similarity by this much"
+        0.05, description="a denial stands unless the key point is supported elsewhere by more than this"
     )
     question_restated_threshold: float = Field(
         0.80, description="a clause this similar to the question restates it and earns nothing"
@@ -84,8 +85,21 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_000_000, ge=1024)
     microbatch_window_ms: float = Field(3.0, ge=0)
     microbatch_max_size: int = Field(64, ge=1)
+    max_upload_bytes: int = Field(
+        500_000_000, ge=1024, description="body limit for uploads to /v1/jobs (answer files); other routes: max_body_bytes"
+    )
+    jobs_dir: Path | None = Field(
+        None, description="where API batch jobs keep input and result files; default: beside the SQLite database"
+    )
 
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    # Encoder backend (see benchmarks/results/encoders.md for the speed and agreement of each)
+    backend: Literal["torch", "onnx"] = Field(
+        "torch", description="torch: sentence-transformers fp32; onnx: int8 ONNX export of the same model (onnx extra)"
+    )
+    onnx_cache_dir: Path | None = Field(
+        None, description="where the ONNX export is cached; default: the per-user cache dir (answer-grader)"
+    )
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,53 @@
+"""The app factory: ``create_app(settings)`` wires settings, store, model worker, routes and errors.
+
+The model and the rubrics load once, in the lifespan; ``grader serve`` runs the result with
+uvicorn. Everything that grades lives in ``grader/``; this package only speaks HTTP.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from grader import __version__
+from grader.settings import Settings, get_settings
+
+from .deps import build_services
+from .errors import install_error_handlers
+from .limits import BodySizeLimit
+from .metrics import Metrics, MetricsMiddleware
+from .routes import grade, health, jobs, results, rubrics
+
+DESCRIPTION = """
+Grades free-text answers against rubric key points with sentence embeddings, and explains each grade:
+which key points are covered, partial, missing or contradicted, and the clause of the answer that shows it.
+
+Errors are JSON: `{"error": {"type": ..., "message": ..., "field": ...}}`. Rubric writes need
+`Authorization: Bearer <key>` with a key from `GRADER_API_KEYS`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        services = await run_in_threadpool(build_services, settings, metrics)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            services.worker.stop()
+            services.store.engine.dispose()
+
+    app = FastAPI(title="answer-grader", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    for module in (grade, rubrics, results, jobs, health):
+        app.include_router(module.router)
+    install_error_handlers(app)
+    # Outermost last: metrics see every request, including those the size limit rejects.
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes, upload_limit=settings.max_upload_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

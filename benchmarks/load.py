@@ -1,0 +1,237 @@
+"""Load benchmark of the HTTP API: latency and throughput at 1, 4 and 16 concurrent clients.
+
+Starts a real server (``grader serve``) on a free loopback port with a temporary store seeded with
+one 5-key-point rubric, grades distinct ~60-word answers, and compares the 16-client throughput
+with the bare encoder embedding the same answers' spans in large batches in this process, which is
+the ceiling the API's micro-batching tries to approach. Writes a Markdown table to
+benchmarks/results/load.md.
+
+    python benchmarks/load.py [--requests 300] [--clients 1 4 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "load.md"
+
+RUBRIC = """\
+id: bench-batch-norm
+question: What is batch normalization, and why does it help when training neural networks?
+max_score: 5
+key_points:
+  - id: normalizes
+    text: It normalizes a layer's activations to zero mean and unit variance using mini-batch statistics.
+  - id: scale-shift
+    text: It applies a learnable scale and shift after normalizing.
+  - id: running-stats
+    text: At inference it uses running averages of the mean and variance instead of batch statistics.
+  - id: faster
+    text: It allows higher learning rates and makes training faster and more stable.
+  - id: regularizes
+    text: The noise of batch statistics has a mild regularizing effect.
+"""
+
+# Every sentence carries a number, so no two answers share a span: the server cannot skip work by
+# deduplicating identical texts within a micro-batch, and the bare-encoder baseline does the same work.
+SENTENCES = (
+    "Batch normalization normalizes each feature to zero mean and unit variance over the {a} examples of a mini-batch.",
+    "A learned scale and shift follow, so layer {b} keeps its expressiveness.",
+    "At test time it uses running averages collected over {c} training steps.",
+    "It allowed a learning rate {d} percent higher and steadier, faster training.",
+    "Batch noise regularizes slightly, so a dropout rate of 0.{e} was unnecessary.",
+)
+RANGES = {"a": (8, 9999), "b": (1, 9999), "c": (1000, 999_999), "d": (10, 9999), "e": (1000, 9999)}
+
+
+def make_answers(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    answers = set()
+    while len(answers) < n:
+        values = {k: rng.randint(lo, hi) for k, (lo, hi) in RANGES.items()}
+        answers.add(" ".join(s.format(**values) for s in SENTENCES))
+    return sorted(answers)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(tmp: Path, port: int) -> subprocess.Popen:
+    rubrics = tmp / "rubrics"
+    rubrics.mkdir()
+    (rubrics / "bench-batch-norm.yaml").write_text(RUBRIC)
+    env = {
+        **os.environ,
+        "GRADER_RUBRICS_DIR": str(rubrics),
+        "GRADER_DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}",
+        "HF_HUB_OFFLINE": "1",
+    }
+    cmd = [sys.executable, "-m", "grader.cli", "serve", "--port", str(port)]
+    server = subprocess.Popen(cmd, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"server exited with {server.returncode}:\n{server.stderr.read()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    server.kill()
+    raise SystemExit("server did not become healthy within 300 s")
+
+
+@dataclass
+class Run:
+    clients: int
+    requests: int
+    seconds: float
+    latencies: list[float]
+    mean_batch: float = 0.0  # answers per model call during this run, from the server's /metrics
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, q: float) -> float:
+        return statistics.quantiles(self.latencies, n=100, method="inclusive")[q - 1] * 1000
+
+
+async def load(base_url: str, answers: list[str], clients: int) -> Run:
+    """``clients`` workers, each sending its next request as soon as the previous one is answered."""
+    todo = iter(answers)
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits) as client:
+
+        async def one_client() -> None:
+            for answer in todo:
+                started = time.perf_counter()
+                response = await client.post("/v1/grade", json={"rubric_id": "bench-batch-norm", "answer": answer})
+                latencies.append(time.perf_counter() - started)
+                response.raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    return Run(clients, len(answers), elapsed, latencies)
+
+
+def bare_encoder_rate(answers: list[str], chunk: int) -> tuple[float, int]:
+    """Answers per second when only the encoder runs: every span grading embeds, ``chunk`` answers per call."""
+    from grader.encoder import load_encoder
+    from grader.match import answer_spans
+    from grader.segment import segment_answer
+    from grader.settings import get_settings
+
+    settings = get_settings()
+    encoder = load_encoder(settings.model_path, settings.encode_batch_size)
+    spans = []
+    for answer in answers:
+        clauses = segment_answer(answer)
+        spans.append([answer[s.start : s.end] for s in answer_spans(clauses)])
+    encoder.encode([t for per in spans[:chunk] for t in per])  # warm-up
+    started = time.perf_counter()
+    for i in range(0, len(answers), chunk):
+        encoder.encode([t for per in spans[i : i + chunk] for t in per])
+    elapsed = time.perf_counter() - started
+    return len(answers) / elapsed, round(statistics.mean(len(s) for s in spans))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300, help="requests per concurrency level")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    answers = make_answers(args.requests * (len(args.clients) + 1))
+    words = statistics.mean(len(a.split()) for a in answers)
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        started = time.perf_counter()
+        server = start_server(Path(tmp), port)
+        print(f"server ready in {time.perf_counter() - started:.1f} s", flush=True)
+        try:
+            asyncio.run(load(base_url, answers[: args.requests], 4))  # warm-up, not reported
+            runs = []
+            for k, clients in enumerate(args.clients, start=1):
+                batch = answers[k * args.requests : (k + 1) * args.requests]
+                before = micro_batch_totals(base_url)
+                run = asyncio.run(load(base_url, batch, clients))
+                run.mean_batch = micro_batch_delta(base_url, before)
+                runs.append(run)
+                print(
+                    f"{clients:>3} clients: p50 {run.percentile(50):6.1f} ms  p99 {run.percentile(99):6.1f} ms  "
+                    f"{run.rps:6.1f} req/s  mean micro-batch {run.mean_batch:.1f}",
+                    flush=True,
+                )
+            load_avg = os.getloadavg()[0]
+        finally:
+            server.terminate()
+            server.wait(30)
+    bare, spans_per_answer = bare_encoder_rate(answers[: args.requests], chunk=64)
+    top = max(runs, key=lambda r: r.clients)
+    ratio = top.rps / bare
+    print(f"bare encoder: {bare:.1f} answers/s ({spans_per_answer} spans each); {top.clients}-client ratio {ratio:.2f}")
+    write_report(args.out, runs, bare, ratio, top.clients, words, spans_per_answer, load_avg)
+
+
+def micro_batch_totals(base_url: str) -> tuple[float, float]:
+    lines = httpx.get(f"{base_url}/metrics").text.splitlines()
+    value = {ln.split()[0]: float(ln.split()[1]) for ln in lines if ln.startswith("grader_microbatch_size_")}
+    return value["grader_microbatch_size_count"], value["grader_microbatch_size_sum"]
+
+
+def micro_batch_delta(base_url: str, before: tuple[float, float]) -> float:
+    count, total = micro_batch_totals(base_url)
+    return (total - before[1]) / max(count - before[0], 1)
+
+
+def write_report(out: Path, runs: list[Run], bare: float, ratio: float, top: int, words, spans, load_avg) -> None:
+    rows = "\n".join(
+        f"| {r.clients} | {r.requests} | {r.percentile(50):.1f} | {r.percentile(99):.1f} | {r.rps:.1f} "
+        f"| {r.mean_batch:.1f} |"
+        for r in runs
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        f"""# API load benchmark
+
+`python benchmarks/load.py` — a real `grader serve` on 127.0.0.1, `POST /v1/grade` with a stored
+5-key-point rubric and distinct ~{words:.0f}-word answers ({spans} encoded spans each), every result
+stored in SQLite. {os.cpu_count()} CPU cores, no GPU; the load generator runs on the same cores
+(1-minute load average at the end: {load_avg:.1f}).
+
+| clients | requests | p50 latency (ms) | p99 latency (ms) | requests/s | mean micro-batch |
+| ---: | ---: | ---: | ---: | ---: | ---: |
+{rows}
+
+Bare encoder on the same answers' spans, 64 answers per `Encoder.encode` call, one process:
+**{bare:.1f} answers/s**. {top}-client API throughput / bare encoder throughput: **{ratio:.2f}**.
+"""
+    )
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+"""The ONNX int8 encoder: the same embeddings as the torch path, about three times faster on a CPU.
+
+The configured sentence-transformers model is exported once (``torch.onnx.export`` of its
+transformer), its weight matrices are quantized to int8 (onnxruntime dynamic quantization, per
+channel), and the result is cached per user, keyed by the source model's weight hash and the
+export recipe. Pooling and normalisation run in numpy after the session, as the model's
+``modules.json`` / ``1_Pooling/config.json`` say. Needs the ``onnx`` extra.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from threading import Lock
+
+import numpy as np
+
+from .encoder import packaged_model_path, weights_hash
+from .errors import GraderError
+
+# Bump when the export or quantization changes, so stale cached files are never reused.
+RECIPE = "onnx-int8-v1"
+QUANTIZED_FILE = "model-int8.onnx"
+_POOLING_MODES = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len",
+}
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def default_cache_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("answer-grader"))
+
+
+@dataclass(frozen=True)
+class ModelLayout:
+    """What the sentence-transformers config files say about running the transformer's output."""
+
+    transformer_dir: Path
+    pooling: str
+    max_seq_length: int
+
+    @classmethod
+    def read(cls, model_dir: Path) -> "ModelLayout":
+        modules = _read_json(model_dir / "modules.json") or []
+        by_type = {m["type"].rsplit(".", 1)[-1]: m for m in modules}
+        transformer_dir = model_dir / by_type.get("Transformer", {}).get("path", "")
+        pooling = "mean"  # sentence-transformers' default for a plain transformer directory
+        if "Pooling" in by_type:
+            cfg = _read_json(model_dir / by_type["Pooling"]["path"] / "config.json") or {}
+            chosen = [mode for key, mode in _POOLING_MODES.items() if cfg.get(key)]
+            unknown = [k for k, v in cfg.items() if k.startswith("pooling_mode") and v and k not in _POOLING_MODES]
+            if len(chosen) != 1 or unknown:
+                raise GraderError(
+                    f"the ONNX backend supports exactly one of {sorted(_POOLING_MODES)} in {model_dir}/1_Pooling; "
+                    f"this model uses {chosen + unknown}: set GRADER_BACKEND=torch",
+                    field="backend",
+                )
+            pooling = chosen[0]
+        st_cfg = _read_json(transformer_dir / "sentence_bert_config.json") or _read_json(
+            model_dir / "sentence_bert_config.json"
+        )
+        hf_cfg = _read_json(transformer_dir / "config.json") or {}
+        max_len = (st_cfg or {}).get("max_seq_length") or hf_cfg.get("max_position_embeddings") or 512
+        return cls(transformer_dir, pooling, int(max_len))
+
+
+def require_onnx_extra() -> None:
+    """Fail early, with the install command, when the ``onnx`` extra is not installed."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import platformdirs  # noqa: F401
+    except ImportError as err:
+        raise GraderError(
+            f"GRADER_BACKEND=onnx needs the onnx extra ({err.name} is missing): pip install 'answer-grader[onnx]'",
+            field="backend",
+        ) from None
+
+
+def _read_json(path: Path) -> dict | list | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cached_model_dir(model_dir: Path, cache_dir: Path) -> Path:
+    """Where the quantized export of ``model_dir`` lives: one folder per weights and recipe."""
+    return cache_dir / f"{model_dir.name}-{weights_hash(model_dir)}-{RECIPE}"
+
+
+def prepare_onnx_model(
+    model_dir: Path, cache_dir: Path, force: bool = False, progress: Callable[[str], None] = _stderr
+) -> tuple[Path, bool]:
+    """The quantized ONNX file for ``model_dir``, exported now if it is not cached: (path, exported)."""
+    require_onnx_extra()
+    target = cached_model_dir(model_dir, cache_dir)
+    if (target / QUANTIZED_FILE).is_file() and not force:
+        return target / QUANTIZED_FILE, False
+    progress(f"exporting {model_dir.name} to ONNX int8 in {target} (once; about 10-30 s)...")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # Build in a scratch folder beside the target and rename it into place, so a crash or a
+    # concurrent process never leaves (or reads) a half-written model.
+    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".export-") as scratch:
+        work = Path(scratch)
+        layout = ModelLayout.read(model_dir)
+        _export_transformer(layout.transformer_dir, work / "model.onnx")
+        _quantize(work / "model.onnx", work / QUANTIZED_FILE)
+        (work / "model.onnx").unlink()
+        manifest = {"source": str(model_dir), "weights_hash": weights_hash(model_dir), "recipe": RECIPE}
+        (work / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(work, target)
+        target.chmod(0o755)  # mkdtemp made it private; the export holds nothing secret
+        work.mkdir()  # TemporaryDirectory removes its (now empty) folder on exit
+    progress(f"ONNX model ready: {target / QUANTIZED_FILE}")
+    return target / QUANTIZED_FILE, True
+
+
+def _export_transformer(transformer_dir: Path, out: Path) -> None:
+    import inspect
+
+    import torch
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    # Eager attention traces to plain MatMul/Softmax ops that quantize and run everywhere.
+    model = AutoModel.from_pretrained(str(transformer_dir), attn_implementation="eager").eval()
+    names = [n for n in _INPUTS if n in inspect.signature(model.forward).parameters]
+
+    class LastHiddenState(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            return self.inner(**dict(zip(names, inputs))).last_hidden_state
+
+    ids = torch.ones(2, 16, dtype=torch.long)
+    mask = ids.clone()
+    mask[1, 9:] = 0  # a padded example, so the traced graph keeps the attention-mask path
+    example = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+    axes = {0: "batch", 1: "sequence"}
+    with torch.no_grad(), warnings.catch_warnings():
+        # Tracer warnings are about shape checks that are constant for encoder-only models.
+        warnings.simplefilter("ignore")
+        # The TorchScript exporter (dynamo=False) needs no onnxscript and exports in ~5 s.
+        torch.onnx.export(
+            LastHiddenState(model),
+            tuple(example[n] for n in names),
+            str(out),
+            input_names=names,
+            output_names=["last_hidden_state"],
+            dynamic_axes={n: axes for n in [*names, "last_hidden_state"]},
+            opset_version=17,
+            dynamo=False,
+        )
+
+
+def _quantize(source: Path, out: Path) -> None:
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Per-channel int8 weights on the MatMuls only: per-tensor scales drop the mean cosine to the
+    # fp32 embeddings to 0.96 on MiniLM; per channel keeps it at 0.99 for the same speed.
+    logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic warns about optional pre-processing
+    quantize_dynamic(
+        str(source), str(out), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
+    )
+
+
+class OnnxEncoder:
+    """The ``Encoder`` interface over an onnxruntime session of the quantized model."""
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        batch_size: int = 64,
+        cache_dir: Path | None = None,
+        progress: Callable[[str], None] = _stderr,
+    ) -> None:
+        require_onnx_extra()
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        source = Path(model_path) if model_path else packaged_model_path()
+        if not (source / "tokenizer.json").is_file():
+            raise GraderError(
+                f"the ONNX backend needs {source}/tokenizer.json (a fast tokenizer); set GRADER_BACKEND=torch",
+                field="model_path",
+            )
+        self.layout = ModelLayout.read(source)
+        self.path, self.exported = prepare_onnx_model(source, cache_dir or default_cache_dir(), progress=progress)
+        # The fingerprint tells backends apart: a distinct name, and the hash of the quantized file.
+        self.name = ("all-MiniLM-L6-v2" if model_path is None else source.name) + "+onnx-int8"
+        self.weights_hash = weights_hash(self.path.parent, (QUANTIZED_FILE,))
+        self.source = source
+        self.batch_size = batch_size
+        self.calls = 0
+        self._lock = Lock()
+
+        self.tokenizer = Tokenizer.from_file(str(source / "tokenizer.json"))
+        self.tokenizer.no_padding()  # padded per batch below, to the batch's longest text
+        self.tokenizer.enable_truncation(self.layout.max_seq_length)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = os.cpu_count() or 1
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self._inputs = [i.name for i in self.session.get_inputs()]
+        self.dim = int(self.session.get_outputs()[0].shape[-1])
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Embed ``texts``: longest first in batches of similar length, returned in input order."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            self.calls += 1
+            tokens = [(e.ids, e.type_ids) for e in self.tokenizer.encode_batch(list(texts))]
+            order = np.argsort([-len(ids) for ids, _ in tokens], kind="stable")
+            out = np.empty((len(texts), self.dim), dtype=np.float32)
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                out[chunk] = self._run([tokens[i] for i in chunk])
+        return out
+
+    def _run(self, tokens: list[tuple[list[int], list[int]]]) -> np.ndarray:
+        width = max(len(ids) for ids, _ in tokens)
+        ids = np.zeros((len(tokens), width), dtype=np.int64)  # pad id 0 is masked out anyway
+        types = np.zeros_like(ids)
+        mask = np.zeros_like(ids)
+        for row, (tid, ttype) in enumerate(tokens):
+            ids[row, : len(tid)], types[row, : len(tid)], mask[row, : len(tid)] = tid, ttype, 1
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        hidden = self.session.run(None, {n: feed[n] for n in self._inputs})[0]
+        return _normalize(_pool(hidden, mask, self.layout.pooling))
+
+
+def _pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
+    """sentence-transformers' Pooling module, in numpy."""
+    if mode == "cls":
+        return hidden[:, 0]
+    weights = mask[..., None].astype(np.float32)
+    if mode == "max":
+        return np.where(weights > 0, hidden, -1e9).max(axis=1)
+    lengths = np.clip(weights.sum(axis=1), 1e-9, None)
+    summed = (hidden * weights).sum(axis=1)
+    return summed / (np.sqrt(lengths) if mode == "mean_sqrt_len" else lengths)
+
+
+def _normalize(vectors: np.ndarray) -> np.ndarray:
+    return (vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)).astype(np.float32)

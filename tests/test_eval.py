@@ -1,0 +1,102 @@
+"""The accuracy harness: metrics on known inputs, calibration artefacts, and a small real slice of Mohler."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from eval.calibration import fit_mapping
+from eval.datasets import load_dataset, load_mohler
+from eval.evaluate import OURS, evaluate, grade_with_baselines
+from eval.metrics import macro_f1, pearson, qwk, rmse, spearman
+from eval.report import load_transfer
+from grader.calibrate import load_calibration
+from grader.cli import app
+from grader.errors import GraderError
+from grader.grade import Grader
+
+MOHLER_SAMPLE = 200
+
+
+def test_metrics_on_known_inputs():
+    human, pred = [0, 1, 2, 3, 4, 5], [0.5, 1.5, 2.5, 3.5, 4.5, 5.0]
+    assert pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert rmse([0, 0], [3, 4]) == pytest.approx(np.sqrt(12.5))
+    assert qwk(human, human, 5) == pytest.approx(1.0)
+    # Rounding half up moves each prediction one point above the human score, except the capped 5.
+    assert qwk(human, pred, 5) < 1.0
+    assert np.isnan(pearson([1, 1, 1], [1, 2, 3]))  # a constant input has no correlation, and says so
+    assert macro_f1(["Correct", "Incorrect", "Partially correct"], [1.0, 0.0, 0.5]) == pytest.approx(1.0)
+
+
+def _tiny_calibration():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (60, 2))
+    y = np.clip(0.2 + 0.7 * x[:, 0] + 0.1 * x[:, 1], 0, 1)
+    return fit_mapping(x, y, ["coverage", "relative_mean"], cal_id="tiny-test", fitted_on="synthetic")
+
+
+def test_calibration_artefact_round_trips_and_is_monotone(tmp_path):
+    cal = _tiny_calibration()
+    path = tmp_path / "tiny.json"
+    cal.save(path)
+    loaded = load_calibration(path)
+    assert loaded == cal and loaded.name == "tiny-test@v1"
+    shares = loaded.share(np.column_stack([np.linspace(0, 1, 11), np.full(11, 0.5)]))
+    assert np.all(np.diff(shares) >= 0) and shares[0] < shares[-1] and 0 <= shares.min() <= shares.max() <= 1
+
+
+def test_calibration_changes_score_and_fingerprint(tmp_path, settings, grader, rubrics):
+    path = tmp_path / "tiny.json"
+    _tiny_calibration().save(path)
+    calibrated = Grader(settings.model_copy(update={"calibration_path": path}), encoder=grader.encoder)
+    answer = "Max pooling keeps the largest value of each window, so the feature maps get smaller."
+    plain, mapped = grader.grade(rubrics["max-pooling"], answer), calibrated.grade(rubrics["max-pooling"], answer)
+    assert plain.fingerprint.calibration == "linear" and mapped.fingerprint.calibration == "tiny-test@v1"
+    assert mapped.score != plain.score and mapped.coverage == plain.coverage
+
+
+def test_bad_calibration_file_names_the_problem(tmp_path, settings, grader):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"id": "x", "fitted_on": "y", "method": "z", "features": ["shoe_size"], "mean": [0],'
+                   ' "scale": [1], "coef": [1], "intercept": 0}')
+    with pytest.raises(GraderError, match="shoe_size"):
+        Grader(settings.model_copy(update={"calibration_path": bad}), encoder=grader.encoder)
+    with pytest.raises(GraderError, match="not found"):
+        load_calibration(tmp_path / "missing.json")
+
+
+@pytest.fixture(scope="module")
+def mohler_slice(shared_data, grader) -> pd.DataFrame:
+    frame = load_mohler(shared_data / "mohler" / "mohler.csv").sample(MOHLER_SAMPLE, random_state=7)
+    graded, _ = grade_with_baselines(frame.reset_index(drop=True), grader)
+    return graded
+
+
+def test_ours_beats_plain_embedding_cosine_on_a_mohler_slice(mohler_slice):
+    transfer = load_transfer()
+    assert transfer is not None, "shipped artefacts missing: run python -m eval.report"
+    metrics = evaluate("mohler-slice", mohler_slice, transfer).metrics.set_index(["method", "mapping"])
+    ours, cosine = metrics.loc[(OURS, "transfer"), "pearson"], metrics.loc[("embedding_cosine", "transfer"), "pearson"]
+    assert ours > cosine, metrics[["pearson", "spearman"]]
+
+
+def test_loaders_give_one_table_shape(shared_data):
+    for path in (shared_data / "saf" / "unseen_answers", shared_data / "mohler" / "mohler.csv"):
+        frame = load_dataset(path)
+        assert frame["human"].between(0, frame["max_score"]).all() and frame["group"].notna().all()
+    with pytest.raises(GraderError, match="not a known data set"):
+        load_dataset(shared_data)
+
+
+def test_eval_command_writes_a_report(tmp_path, shared_data):
+    rows = pd.read_csv(shared_data / "mohler" / "mohler.csv").groupby("id").head(2).head(24)
+    data = tmp_path / "mini.csv"
+    rows.to_csv(data, index=False)
+    result = CliRunner().invoke(app, ["eval", str(data), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "out" / "mohler-report.md").read_text()
+    assert "| ours | cv |" in report and (tmp_path / "out" / "mohler-scatter.png").is_file()
