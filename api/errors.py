@@ -62,8 +62,11 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str | None:
     return ".".join(parts) or None
 
 
-def describe_validation(errors: list[dict[str, Any]]) -> tuple[str, str, str | None]:
-    """(type, message, field) for pydantic / FastAPI validation errors, phrased for a person."""
+def describe_validation(errors: list[dict[str, Any]], whole: str = "request body") -> tuple[str, str, str | None]:
+    """(type, message, field) for pydantic / FastAPI validation errors, phrased for a person.
+
+    ``whole`` names the validated thing in messages about it as a whole (wrong type, missing).
+    """
     first = errors[0]
     if first.get("type") == "json_invalid":
         reason = (first.get("ctx") or {}).get("error", "JSON decode error")
@@ -77,7 +80,7 @@ def describe_validation(errors: list[dict[str, Any]]) -> tuple[str, str, str | N
         )
     parts = []
     for e in errors[:10]:
-        where = _location(e.get("loc", ())) or "request body"
+        where = _location(e.get("loc", ())) or whole
         parts.append(f"{where}: {e.get('msg', 'invalid value')}")
     more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
     return "validation_error", "; ".join(parts) + more, _location(first.get("loc", ()))

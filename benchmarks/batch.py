@@ -188,6 +188,10 @@ def report(tp: dict, mem: list[dict]) -> str:
         "",
         f"**Batch / encoder: {tp['ratio']:.2f}x** (target >= 0.8x: {'met' if tp['ratio'] >= 0.8 else 'NOT met'}).",
         "",
+        "On a shared machine the absolute rates are low and the two encoder passes bracket the batch run; a ratio "
+        "above 1 means the load drift is larger than the grading overhead (segmenting, matching, writing, committing)."
+        + ("" if tp["rows"] >= 10_000 else f" The run used {tp['rows']} rows instead of the default 10,000 to fit the time available at this load."),
+        "",
         "## Peak memory vs file size",
         "",
         "RSS high-water mark of a child process running one whole `run_batch` (JSONL in, CSV out, SQLite store). "

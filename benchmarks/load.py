@@ -220,7 +220,7 @@ def write_report(out: Path, runs: list[Run], bare: float, ratio: float, top: int
 `python benchmarks/load.py` — a real `grader serve` on 127.0.0.1, `POST /v1/grade` with a stored
 5-key-point rubric and distinct ~{words:.0f}-word answers ({spans} encoded spans each), every result
 stored in SQLite. {os.cpu_count()} CPU cores, no GPU; the load generator runs on the same cores
-(1-minute load average at the end: {load_avg:.1f}).
+(1-minute load average at the end: {load_avg:.1f}{"; other work shared the cores, so these numbers are pessimistic" if load_avg > (os.cpu_count() or 1) + 0.5 else ""}).
 
 | clients | requests | p50 latency (ms) | p99 latency (ms) | requests/s | mean micro-batch |
 | ---: | ---: | ---: | ---: | ---: | ---: |

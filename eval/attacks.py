@@ -46,7 +46,7 @@ def load_cases(rubrics: dict[str, Rubric], path: Path = CASES_PATH) -> list[Case
 
 # Each rule: (case, scores by variant) -> did the grader resist the attack?
 RULES: dict[str, Callable[[Case, dict[str, float]], bool]] = {
-    "negated key point": lambda c, s: s["negated"] <= s["correct"] - c.negated_share * c.rubric.max_score + 1e-6,
+    "negated key point": lambda c, s: s["negated"] <= s["correct"] - c.negated_share * c.rubric.max_score + 1e-3,  # scores are rounded to 3 places
     "keyword list": lambda c, s: s["keyword_list"] < s["partial"],
     "question restated": lambda c, s: s["restated"] < s["partial"],
     "padding": lambda c, s: s["padded"] <= s["partial"] + 1e-6,

@@ -8,6 +8,7 @@ the grader's coverage and the calibration features of every row.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,13 +48,14 @@ class MemoEncoder:
         if path.is_file():
             with np.load(path, allow_pickle=False) as saved:
                 if str(saved["weights_hash"]) == self.weights_hash:
-                    self._memo.update(zip(saved["texts"].tolist(), saved["vectors"]))
+                    self._memo.update(zip(json.loads(str(saved["texts"])), saved["vectors"]))
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         texts = list(self._memo)
         vectors = np.stack([self._memo[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
-        np.savez(path, texts=np.array(texts, dtype=str), vectors=vectors, weights_hash=self.weights_hash)
+        # Texts as one JSON string: a fixed-width unicode array would pad every text to the longest.
+        np.savez(path, texts=np.array(json.dumps(texts)), vectors=vectors, weights_hash=self.weights_hash)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         self.calls += 1

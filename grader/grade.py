@@ -14,7 +14,7 @@ from . import __version__
 from .calibrate import load_calibration, question_similarity
 from .encoder import EmbeddingCache, Encoder, load_encoder
 from .errors import AnswerError, AnswerTooLarge, GraderError
-from .guards import instruction_parts, is_keyword_list, language_flag, polarity_flipped
+from .guards import instruction_parts, is_keyword_list, language_flag, polarity_flipped, states_claim
 from .match import RubricVectors, answer_spans, rubric_texts, similarities, span_text
 from .result import Evidence, Fingerprint, GradeResult, MisconceptionHit
 from .rubric import Rubric
@@ -33,6 +33,7 @@ REASONS = {
     "too_long": "the answer is unusually long; check that its evidence is not scattered padding",
     "contradiction": "the answer denies at least one key point",
     "misconception": "the answer states a known misconception",
+    "no_key_point": "the answer makes none of the key points",
 }
 
 
@@ -188,6 +189,8 @@ class Grader:
         )
         if set(flags) & ZERO_SCORE_FLAGS:
             coverage, points = 0.0, 0.0
+        elif all(v.status in ("missing", "contradicted") for v in verdicts) and "off_topic" not in flags:
+            flags.append("no_key_point")  # a zero always comes with its reason
         confidence = confidence_of(verdicts, flags, t)
         return GradeResult(
             rubric_id=rubric.id,
@@ -214,7 +217,13 @@ class Grader:
         for m, misconception in enumerate(rubric.misconceptions):
             col = np.where(view.excluded | (sims.misconceptions[:n, m] < nearest_point + t.contradiction_margin), -1.0, sims.misconceptions[:n, m])
             c = int(col.argmax())
-            if col[c] >= t.misconception_threshold and not polarity_flipped(misconception.text, view.clauses[c].text):
+            context = [kp.text for kp in rubric.key_points]
+            clause_text = view.clauses[c].text
+            if (
+                col[c] >= t.misconception_threshold
+                and not polarity_flipped(misconception.text, clause_text)
+                and states_claim(misconception.text, context, clause_text)
+            ):
                 clause = view.clauses[c]
                 hits.append(
                     MisconceptionHit(

@@ -173,3 +173,19 @@ def language_flag(text: str) -> str | None:
     if len(tokens) >= 8 and stop_share < 0.08 and not is_keyword_list(text):
         return "other_language"
     return None
+
+
+def _stems(text: str) -> set[str]:
+    # A crude stem (first five letters) is enough to match "learned"/"learnable", "averages"/"average".
+    return {w[:5] for w in words(text) if w not in ENGLISH_STOP_WORDS and len(w) > 2}
+
+
+def states_claim(claim: str, claim_context: list[str], clause: str) -> bool:
+    """Whether ``clause`` shares a word that sets ``claim`` apart from ``claim_context``.
+
+    A listed contradiction or misconception is on the key point's topic by design, so embedding
+    similarity alone cannot tell "keeps the largest value" from "takes the average"; the clause
+    must also use a word of what makes the claim different ("average").
+    """
+    distinctive = _stems(claim) - set().union(*(_stems(t) for t in claim_context))
+    return bool(distinctive & _stems(clause)) if distinctive else True

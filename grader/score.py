@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .calibrate import Calibration, features_from
-from .guards import polarity_flipped
+from .guards import polarity_flipped, states_claim
 from .match import RubricVectors, Similarities, Span
 from .result import Evidence, KeyPointVerdict, Status
 from .rubric import Rubric
@@ -16,6 +16,7 @@ from .settings import Thresholds
 
 WORDS_PER_POINT = 8  # a span can state one unrelated key point per this many words
 RELATED_KEY_POINTS = 0.65
+FILLER_SIMILARITY = 0.30  # a clause this far from every key point is filler, never part of a window
 EVIDENCE_MARGIN = 0.10  # a span supports key points within this of its nearest key point  # key points this similar may share their evidence
 CONFIDENCE_MARGIN = 0.10  # a similarity this far from every threshold is a confident call
 ZERO_SCORE_FLAGS = {"off_topic", "grader_instruction", "gibberish", "other_language", "question_restated_only"}
@@ -68,6 +69,9 @@ def judge_key_points(
     """
     n_clauses, n_kp = len(view.clauses), len(rubric.key_points)
     span_excluded = np.array([view.excluded[list(s.clauses)].any() for s in view.spans], dtype=bool)
+    # Windows join clauses that are each about the rubric; a filler clause only adds noise to a window.
+    filler = sims.key_points[:n_clauses].max(axis=1) < FILLER_SIMILARITY
+    span_excluded |= np.array([s.last > s.first and filler[list(s.clauses)].any() for s in view.spans], dtype=bool)
     span_keywords = np.array([view.keyword_clause[list(s.clauses)].all() for s in view.spans], dtype=bool)
     support = np.where(span_excluded[:, None], -1.0, sims.key_points)  # (S, K)
     # A clause states a listed contradiction only when that is the nearest thing the rubric says.
@@ -80,8 +84,13 @@ def judge_key_points(
             & (sims.contradictions[:n_clauses, k] >= nearest_point + t.contradiction_margin)
             & ~span_excluded[:n_clauses]
         ):
-            text = rv.contradiction_texts[sims.best_contradiction[c, k]]
-            if sims.contradictions[c, k] > against[k] and not polarity_flipped(text, view.clauses[c].text):
+            text, clause = rv.contradiction_texts[sims.best_contradiction[c, k]], view.clauses[c].text
+            context = [rubric.key_points[k].text, *rubric.key_points[k].paraphrases]
+            if (
+                sims.contradictions[c, k] > against[k]
+                and not polarity_flipped(text, clause)
+                and states_claim(text, context, clause)
+            ):
                 against[k], against_at[k] = sims.contradictions[c, k], c
         # Only clauses about this key point (near it, and nearer to it than to others) can deny it.
         flipped = np.zeros(n_clauses, dtype=bool)

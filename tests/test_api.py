@@ -124,20 +124,20 @@ def test_batch_grades_good_items_and_reports_each_bad_one_in_place(client: httpx
         {"rubric_id": "batch-normalization", "answer": "   "},
         {"rubric": INLINE_RUBRIC, "answer": 42},
         {"rubric": INLINE_RUBRIC, "answer": "It fits noise in the training data and generalizes poorly."},
+        "not an object",
     ]
     response = client.post("/v1/grade/batch", json={"items": items})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert (body["graded"], body["failed"]) == (2, 3)
+    assert (body["graded"], body["failed"]) == (2, 4)
     results = body["results"]
-    assert [r["index"] for r in results] == list(range(5))
+    assert [r["index"] for r in results] == list(range(6))
+    assert results[5]["error"]["message"].startswith("item: Input should be a valid dictionary")
     assert results[0]["result"]["score"] > 0 and results[4]["result"]["rubric_id"] == "overfitting"
     assert results[1]["error"]["type"] == "unknown_rubric"
     assert results[2]["error"]["field"] == "answer"
     assert results[3]["error"] == {
-        "type": "validation_error",
-        "message": "items.3.answer: Input should be a valid string",
-        "field": "items.3.answer",
+        "type": "validation_error", "message": "answer: Input should be a valid string", "field": "answer"
     }
     assert client.get(f"/v1/results/{results[0]['result']['id']}").status_code == 200
 

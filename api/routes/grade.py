@@ -70,14 +70,7 @@ async def grade_batch(request: BatchGradeRequest, services: ServicesDep) -> Batc
             "split it, or use a batch job for large files",
             field="items",
         )
-    errors: dict[int, ErrorBody] = {}
-    valid: dict[int, GradeRequest] = {}
-    for i, raw in enumerate(request.items):
-        try:
-            valid[i] = GradeRequest.model_validate(raw)
-        except ValidationError as err:
-            type_, message, field = describe_validation(_prefixed(err, i))
-            errors[i] = ErrorBody(type=type_, message=message, field=field)
+    valid, errors = _validate_items(request.items)
     rubrics = await run_in_threadpool(_resolve_all, services, valid, errors)
     todo = [i for i in valid if i in rubrics]
     outcomes = dict(zip(todo, await services.worker.grade([(rubrics[i], valid[i].answer) for i in todo])))
@@ -87,6 +80,18 @@ async def grade_batch(request: BatchGradeRequest, services: ServicesDep) -> Batc
     responses = {i: _response(rid, r) for (i, r), rid in zip(graded.items(), ids)}
     items = [BatchItemResult(index=i, result=responses.get(i), error=errors.get(i)) for i in range(len(request.items))]
     return BatchGradeResponse(results=items, graded=len(responses), failed=len(errors))
+
+
+def _validate_items(items: list) -> tuple[dict[int, GradeRequest], dict[int, ErrorBody]]:
+    """Each item on its own, so one malformed item is reported in place (fields relative to the item)."""
+    valid, errors = {}, {}
+    for i, raw in enumerate(items):
+        try:
+            valid[i] = GradeRequest.model_validate(raw)
+        except ValidationError as err:
+            type_, message, field = describe_validation(err.errors(), whole="item")
+            errors[i] = ErrorBody(type=type_, message=message, field=field)
+    return valid, errors
 
 
 def _resolve_all(services, valid: dict[int, GradeRequest], errors: dict[int, ErrorBody]) -> dict:
@@ -105,11 +110,6 @@ def _resolve_all(services, valid: dict[int, GradeRequest], errors: dict[int, Err
         else:
             rubrics[i] = found[key]
     return rubrics
-
-
-def _prefixed(err: ValidationError, index: int) -> list[dict]:
-    """Validation errors of item ``index`` located as ``items.<index>.<field>``."""
-    return [{**e, "loc": ("body", "items", index, *e["loc"])} for e in err.errors()]
 
 
 def _response(result_id: str, result: GradeResult) -> GradeResponse:
