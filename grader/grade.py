@@ -13,7 +13,7 @@ import numpy as np
 from . import __version__
 from .calibrate import load_calibration, question_similarity
 from .encoder import EmbeddingCache, Encoder, load_encoder
-from .errors import AnswerError, AnswerTooLarge, GraderError
+from .errors import AnswerError, AnswerTooLarge, GraderError, RubricError
 from .guards import instruction_parts, is_keyword_list, language_flag, polarity_flipped, states_claim
 from .match import RubricVectors, answer_spans, rubric_texts, similarities, span_text
 from .result import Evidence, Fingerprint, GradeResult, MisconceptionHit
@@ -71,7 +71,13 @@ class Grader:
         self.calibration = self.calibration_model.name if self.calibration_model else "linear"
 
     def thresholds_for(self, rubric: Rubric) -> Thresholds:
-        return self.settings.thresholds.model_copy(update=rubric.thresholds)
+        if not rubric.thresholds:
+            return self.settings.thresholds
+        # Validated again as a whole: a per-rubric partial threshold must stay below the covered one in force.
+        try:
+            return Thresholds.model_validate({**self.settings.thresholds.model_dump(), **rubric.thresholds})
+        except ValueError as err:  # pydantic's ValidationError is a ValueError
+            raise RubricError(f"rubric {rubric.id}: thresholds: {err.errors()[0]['msg']}", field="thresholds") from None
 
     def fingerprint(self, rubric: Rubric) -> Fingerprint:
         return Fingerprint(

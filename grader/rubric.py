@@ -79,6 +79,9 @@ class Rubric(_Strict):
 
     @model_validator(mode="after")
     def _unique_key_point_ids(self) -> "Rubric":
+        covered, partial = self.thresholds.get("covered_threshold", 1.0), self.thresholds.get("partial_threshold", 0.0)
+        if not (0 <= partial < covered <= 1):
+            raise ValueError(f"thresholds: need 0 <= partial_threshold < covered_threshold <= 1, got {self.thresholds}")
         seen: set[str] = set()
         for kp in self.key_points:
             if kp.id in seen:

@@ -10,8 +10,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,7 +82,9 @@ class Settings(BaseSettings):
     # HTTP service
     host: str = "127.0.0.1"
     port: int = 8000
-    api_keys: list[str] = Field(default_factory=list, description="Bearer tokens allowed to change rubrics")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Bearer tokens allowed to change rubrics; comma-separated in the environment"
+    )
     max_batch_answers: int = Field(64, ge=1, description="most answers in one POST /v1/grade/batch")
     max_body_bytes: int = Field(1_000_000, ge=1024)
     microbatch_window_ms: float = Field(3.0, ge=0)
@@ -93,6 +97,19 @@ class Settings(BaseSettings):
     )
 
     thresholds: Thresholds = Field(default_factory=Thresholds)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        # GRADER_API_KEYS=key1,key2 (a JSON list works too).
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("["):
+                import json
+
+                return json.loads(value)
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
     # Encoder backend (see benchmarks/results/encoders.md for the speed and agreement of each)
     backend: Literal["torch", "onnx"] = Field(
         "torch", description="torch: sentence-transformers fp32; onnx: int8 ONNX export of the same model (onnx extra)"
