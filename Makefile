@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[web,eval,dev]"
+	$(BIN)/pip install --quiet -e ".[web,eval,onnx,dev]"
 	touch $@
 
 serve: setup
