@@ -18,7 +18,7 @@ from .deps import build_services
 from .errors import install_error_handlers
 from .limits import BodySizeLimit
 from .metrics import Metrics, MetricsMiddleware
-from .routes import grade, health, jobs, results, rubrics
+from .routes import grade, health, jobs, playground, results, rubrics
 
 DESCRIPTION = """
 Grades free-text answers against rubric key points with sentence embeddings, and explains each grade:
@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             services.store.engine.dispose()
 
     app = FastAPI(title="answer-grader", version=__version__, description=DESCRIPTION, lifespan=lifespan)
-    for module in (grade, rubrics, results, jobs, health):
+    for module in (grade, rubrics, results, jobs, health, playground):
         app.include_router(module.router)
     install_error_handlers(app)
     # Outermost last: metrics see every request, including those the size limit rejects.

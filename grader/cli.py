@@ -176,6 +176,35 @@ def model_prepare(
     typer.echo(f"{'exported' if exported else 'already prepared'}: {path}")
 
 
+@app.command()
+def tune(
+    rubric: Annotated[str, typer.Argument(help="a rubric id or YAML path; with --compare: OLD.yaml NEW.yaml DATA")],
+    data: Annotated[list[str], typer.Argument(help="CSV / JSONL with 'answer' and optional 'score' (human score)")],
+    out: Annotated[Path, typer.Option("--out", help="folder for report.md, report.html and plots")] = Path("tune-out"),
+    compare: Annotated[bool, typer.Option("--compare", help="regrade DATA with two rubric versions")] = False,
+    rubrics: RubricsDir = None,
+) -> None:
+    """Tuning report for one rubric (hit rates, disagreements, CV-fitted thresholds), or the impact of a change."""
+    from eval.tune_report import comparison_markdown, write_tune_report
+
+    from .rubric import resolve_rubric
+    from .tune import compare_rubrics, read_tune_data, tune_rubric
+
+    settings = _settings(rubrics)
+    if compare:
+        if len(data) != 2:
+            raise GraderError("--compare takes OLD NEW DATA: two rubrics and one data file")
+        old, new = resolve_rubric(rubric, settings.rubrics_dir), resolve_rubric(data[0], settings.rubrics_dir)
+        comparison = compare_rubrics(_grader(settings), old, new, read_tune_data(data[1]).answers)
+        typer.echo(comparison_markdown(comparison), nl=False)
+        return
+    if len(data) != 1:
+        raise GraderError("tune takes RUBRIC DATA (one data file); use --compare OLD NEW DATA to compare rubrics")
+    rows, chosen = read_tune_data(data[0]), resolve_rubric(rubric, settings.rubrics_dir)
+    report = tune_rubric(_grader(settings), chosen, rows)
+    typer.echo(str(write_tune_report(report, out)))
+
+
 def main() -> None:
     app()
 

@@ -66,7 +66,8 @@ def read_tune_data(path: str | Path) -> TuneData:
     try:
         frame = pd.read_json(path, lines=True) if path.suffix == ".jsonl" else pd.read_csv(path)
     except (ValueError, pd.errors.ParserError) as err:
-        raise InputFileError(f"{path}: not readable as {'JSONL' if path.suffix == '.jsonl' else 'CSV'} ({err})") from None
+        kind = "JSONL" if path.suffix == ".jsonl" else "CSV"
+        raise InputFileError(f"{path}: not readable as {kind} ({err})") from None
     if "answer" not in frame.columns:
         raise InputFileError(f"{path}: no 'answer' column (found {', '.join(map(str, frame.columns))})", field="answer")
     frame = frame.dropna(subset=["answer"])
@@ -94,6 +95,7 @@ class Disagreement(BaseModel):
     answer: str
     human: float
     grader: float
+    flags: list[str]
     evidence: dict[str, str] = Field(description="key point id -> status and the clause that decided it")
 
 
@@ -174,7 +176,9 @@ def _with_thresholds(rubric: Rubric, covered: float, partial: float) -> Rubric:
     return rubric.model_copy(update={"thresholds": {"covered_threshold": covered, "partial_threshold": partial}})
 
 
-def fit_thresholds(grader: Grader, rubric: Rubric, answers: list[str], human: np.ndarray, seed: int = 0) -> ThresholdFit:
+def fit_thresholds(
+    grader: Grader, rubric: Rubric, answers: list[str], human: np.ndarray, seed: int = 0
+) -> ThresholdFit:
     """Grid-search covered/partial thresholds maximising Pearson on train folds; score held-out folds (KFold)."""
     from sklearn.model_selection import KFold
 
@@ -275,12 +279,20 @@ def tune_rubric(grader: Grader, rubric: Rubric, data: TuneData, worst: int = 8) 
         gap = np.abs(ours / rubric.max_score - human / max(human.max(), rubric.max_score))
         for i in np.argsort(-gap)[:worst]:
             r = results[i]
-            evidence = {}
+            evidence, flags = {}, [r.message] if isinstance(r, GraderError) else r.flags
             if isinstance(r, GradeResult):
                 for v in r.key_points:
-                    evidence[v.id] = f"{v.status} ({v.similarity:.2f})" + (f': "{v.evidence.text}"' if v.evidence else "")
+                    quote = f': "{v.evidence.text}"' if v.evidence else ""
+                    evidence[v.id] = f"{v.status} ({v.similarity:.2f}){quote}"
             disagreements.append(
-                Disagreement(index=int(i), answer=answers[i], human=float(human[i]), grader=float(ours[i]), evidence=evidence)
+                Disagreement(
+                    index=int(i),
+                    answer=answers[i],
+                    human=float(human[i]),
+                    grader=float(ours[i]),
+                    flags=flags,
+                    evidence=evidence,
+                )
             )
         if len(answers) >= MIN_ANSWERS_TO_FIT:
             fit = fit_thresholds(grader, rubric, answers, human)
@@ -305,24 +317,50 @@ def tune_rubric(grader: Grader, rubric: Rubric, data: TuneData, worst: int = 8) 
     )
 
 
-def compare_rubrics(grader: Grader, old: Rubric, new: Rubric, answers: list[str], tolerance: float = 1e-6) -> RubricComparison:
+def compare_rubrics(grader: Grader, old: Rubric, new: Rubric, answers: list[str]) -> RubricComparison:
     """Regrade ``answers`` with both rubric versions in one call: which scores change, and by how much."""
-    results = grader.grade_many([(old, a) for a in answers] + [(new, a) for a in answers])
+    return comparison_of(old, new, answers, grader.grade_many(comparison_items(old, new, answers)))
+
+
+def comparison_items(old: Rubric, new: Rubric, answers: list[str]) -> list[tuple[Rubric, str]]:
+    """The (rubric, answer) pairs a comparison grades: every answer with the old, then with the new rubric."""
+    return [(old, a) for a in answers] + [(new, a) for a in answers]
+
+
+def comparison_of(
+    old: Rubric, new: Rubric, answers: list[str], results: Sequence[GradeResult | GraderError], tolerance: float = 1e-6
+) -> RubricComparison:
+    """Summarise the grades of ``comparison_items`` (graded by whoever holds the grader: CLI or API worker)."""
     before, after = _scores(results[: len(answers)]), _scores(results[len(answers) :])
     delta = after - before
     changed = np.flatnonzero(np.abs(delta) > tolerance)
     changes = [
-        ScoreChange(index=int(i), answer=answers[i], old=float(before[i]), new=float(after[i]), delta=round(float(delta[i]), 3))
-        for i in changed[np.argsort(-np.abs(delta[changed]))]
+        ScoreChange(
+            index=int(i), answer=answers[i], old=float(before[i]), new=float(after[i]), delta=round(float(delta[i]), 3)
+        )
+        for i in changed[np.argsort(-np.abs(delta[changed]), kind="stable")]
     ]
+    n = len(answers)
     return RubricComparison(
         old_rubric=f"{old.id} v{old.version} ({old.content_hash})",
         new_rubric=f"{new.id} v{new.version} ({new.content_hash})",
-        answers=len(answers),
+        answers=n,
         changed=len(changes),
-        mean_abs_delta=round(float(np.abs(delta).mean()), 4) if len(answers) else 0.0,
-        max_abs_delta=round(float(np.abs(delta).max()), 4) if len(answers) else 0.0,
-        mean_old=round(float(before.mean()), 4) if len(answers) else 0.0,
-        mean_new=round(float(after.mean()), 4) if len(answers) else 0.0,
+        mean_abs_delta=round(float(np.abs(delta).mean()), 4) if n else 0.0,
+        max_abs_delta=round(float(np.abs(delta).max()), 4) if n else 0.0,
+        mean_old=round(float(before.mean()), 4) if n else 0.0,
+        mean_new=round(float(after.mean()), 4) if n else 0.0,
         changes=changes,
     )
+
+
+def past_answers(store, rubric_id: str, limit: int) -> list[str]:
+    """The most recent distinct answers graded against ``rubric_id`` (any version): the grades a change would touch."""
+    from sqlalchemy import select
+
+    from .store import ResultRow
+
+    query = select(ResultRow.answer).where(ResultRow.rubric_id == rubric_id).order_by(ResultRow.created_at.desc())
+    with store.session() as s:
+        answers = list(dict.fromkeys(s.scalars(query.limit(limit * 4))))
+    return answers[:limit]

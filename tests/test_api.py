@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
 
 from api.app import create_app
+from tests.conftest import serve_app
 from grader.settings import Settings
 
 API_KEY = "test-key-123"
@@ -39,32 +36,11 @@ INLINE_RUBRIC = {
 MAX_BODY = 64_000
 
 
-def _serve(settings: Settings) -> Iterator[str]:
-    """Run the app with uvicorn in a thread on a free port; yield its base URL until the module ends."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 180
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the API server did not start; see the log above")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
-
-
 @pytest.fixture(scope="module")
 def base_url(settings: Settings, grader, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # `grader` loads the model first, so the server reuses the loaded encoder (one per process).
     db = tmp_path_factory.mktemp("api") / "api.db"
-    yield from _serve(
+    yield from serve_app(
         settings.model_copy(
             update={"database_url": f"sqlite:///{db}", "api_keys": [API_KEY], "max_body_bytes": MAX_BODY}
         )
@@ -224,7 +200,7 @@ def test_rubric_writes_are_refused_when_no_keys_are_configured(settings: Setting
     no_keys = settings.model_copy(
         update={"database_url": f"sqlite:///{tmp_path / 'nokeys.db'}", "api_keys": [], "rubrics_dir": empty}
     )
-    for url in _serve(no_keys):
+    for url in serve_app(no_keys):
         response = httpx.put(f"{url}/v1/rubrics/overfitting", json=INLINE_RUBRIC, headers=AUTH)
         assert "GRADER_API_KEYS" in _error(response, 403)["message"]
 

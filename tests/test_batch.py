@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +19,6 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
 from grader.batch import grade_batch, run_batch
@@ -30,7 +27,8 @@ from grader.files import read_results
 from grader.grade import Grader
 from grader.jobs import JobLedger, ResumeMismatch
 from grader.rubric import load_rubric, load_rubrics
-from grader.settings import PROJECT_ROOT, Settings, get_settings
+from tests.conftest import serve_app
+from grader.settings import PROJECT_ROOT, get_settings
 from grader.store import Store
 
 runner = CliRunner()
@@ -228,26 +226,6 @@ def test_resume_after_kill_9_finishes_without_regrading_or_duplicating(grader, c
 # -- the jobs API --------------------------------------------------------------------------------
 
 
-def _serve(settings: Settings) -> Iterator[str]:
-    from api.app import create_app
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 180
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the API server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(60)
-        sock.close()
-
-
 def _wait_done(client: httpx.Client, job_id: str, timeout: float = 300) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -261,7 +239,7 @@ def _wait_done(client: httpx.Client, job_id: str, timeout: float = 300) -> dict:
 def test_jobs_api_grades_an_upload_and_json_rows(grader, settings, tmp_path):
     api_settings = settings.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'api.db'}"})
     csv_body = "id,rubric_id,answer\n" + "".join(f'q{i},max-pooling,"{GOOD} ({i % 3})"\n' for i in range(150)) + "q150,max-pooling,\n"
-    for base in _serve(api_settings):
+    for base in serve_app(api_settings):
         with httpx.Client(base_url=base, timeout=60) as client:
             created = client.post("/v1/jobs", files={"file": ("answers.csv", csv_body, "text/csv")})
             assert created.status_code == 202, created.text
@@ -308,7 +286,7 @@ def test_an_interrupted_api_job_resumes_when_the_server_starts(grader, settings,
     assert not summary.finished and ledger.get(job_id).rows_done == 128 and ledger.get(job_id).state == "running"
     first_chunk = _chunk_commit_times(tmp_path / "api.db", job_id)[0]
 
-    for base in _serve(api_settings):
+    for base in serve_app(api_settings):
         with httpx.Client(base_url=base, timeout=60) as client:
             status = _wait_done(client, job_id)
             assert status["state"] == "done" and status["rows_done"] == 300, status
