@@ -14,10 +14,10 @@ from .rubric import Rubric
 from .segment import Clause
 from .settings import Thresholds
 
-WORDS_PER_POINT = 8  # a span can state one unrelated key point per this many words
-RELATED_KEY_POINTS = 0.65
+WORDS_PER_POINT = 8  # a clause can carry one unrelated key point per this many words
+RELATED_KEY_POINTS = 0.65  # key points this similar to each other may share their evidence
 FILLER_SIMILARITY = 0.30  # a clause this far from every key point is filler, never part of a window
-EVIDENCE_MARGIN = 0.10  # a span supports key points within this of its nearest key point  # key points this similar may share their evidence
+EVIDENCE_MARGIN = 0.10  # a span supports key points within this of its nearest key point
 CONFIDENCE_MARGIN = 0.10  # a similarity this far from every threshold is a confident call
 ZERO_SCORE_FLAGS = {"off_topic", "grader_instruction", "gibberish", "other_language", "question_restated_only"}
 REVIEW_FLAGS = {"grader_instruction", "gibberish", "other_language", "contradiction"}

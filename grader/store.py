@@ -77,7 +77,7 @@ class Store:
     def put_rubric(self, rubric: Rubric) -> Rubric:
         """Store ``rubric`` as a new version unless its content equals the latest; returns what is stored."""
         with self.session.begin() as s:
-            latest = self._latest_row(s, rubric.id, include_deleted=True)
+            latest = self._latest_row(s, rubric.id)
             body = rubric.model_dump(mode="json", exclude={"version"})
             if latest is not None and not latest.deleted and latest.body == body:
                 return parse_rubric({**latest.body, "version": latest.version})
@@ -135,7 +135,8 @@ class Store:
             )
 
     @staticmethod
-    def _latest_row(s: Session, rubric_id: str, include_deleted: bool = True) -> RubricVersionRow | None:
+    def _latest_row(s: Session, rubric_id: str) -> RubricVersionRow | None:
+        """The newest version row, deletion markers included."""
         return s.scalars(
             select(RubricVersionRow)
             .where(RubricVersionRow.rubric_id == rubric_id)
