@@ -59,7 +59,7 @@ def labels_from_share(share) -> np.ndarray:
 
 
 def macro_f1(labels, share) -> float:
-    return float(f1_score(np.asarray(labels), labels_from_share(share), labels=list(LABELS), average="macro"))
+    return float(f1_score(np.asarray(labels), labels_from_share(share), labels=list(LABELS), average="macro", zero_division=0))
 
 
 def agreement(frame: pd.DataFrame, pred: str) -> dict[str, float]:

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from grader.tune import RubricComparison, TuneReport  # noqa: E402
+from grader.tune import MIN_PEARSON_GAIN, RubricComparison, TuneReport  # noqa: E402
 
 
 def _similarity_histogram(report: TuneReport, path: Path) -> Path:
@@ -42,6 +42,10 @@ def _score_scatter(report: TuneReport, path: Path) -> Path:
     return path
 
 
+def _pair(thresholds: dict[str, float]) -> str:
+    return f"covered {thresholds['covered_threshold']:.2f} / partial {thresholds['partial_threshold']:.2f}"
+
+
 def _table(header: list[str], rows: list[list[object]]) -> str:
     cell = lambda v: str(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -51,7 +55,7 @@ def _table(header: list[str], rows: list[list[object]]) -> str:
 
 def tune_markdown(report: TuneReport, images: dict[str, str]) -> str:
     out = [f"# Tuning report: `{report.rubric_id}`", ""]
-    out.append(f"{report.answers} answers, {report.graded} graded; thresholds in force: {report.thresholds}.")
+    out.append(f"{report.answers} answers, {report.graded} graded; thresholds in force: {_pair(report.thresholds)}.")
     if report.errors:
         out += ["", "Answers that could not be graded: " + "; ".join(report.errors[:10])]
     out += ["", "## Key points", ""]
@@ -74,22 +78,22 @@ def tune_markdown(report: TuneReport, images: dict[str, str]) -> str:
         out += ["## Suggested thresholds (cross-validated)", ""]
         out.append(
             f"Grid search over covered/partial pairs maximising Pearson on the train folds of a {fit.folds}-fold "
-            "KFold; each answer is scored with the pair chosen without it."
+            f"KFold (a pair replaces the thresholds in force only if it wins by {MIN_PEARSON_GAIN} Pearson on the train folds); "
+            "each answer is scored with the pair chosen without it. Pearson ignores scale: check MAE too."
         )
         out += [
             "",
             _table(
                 ["", "thresholds", "held-out Pearson", "held-out MAE"],
                 [
-                    ["before", fit.before, fit.heldout_pearson_before, fit.heldout_mae_before],
+                    ["before", _pair(fit.before), fit.heldout_pearson_before, fit.heldout_mae_before],
                     ["after (CV)", "chosen per fold", fit.heldout_pearson_after, fit.heldout_mae_after],
                 ],
             ),
             "",
             f"Suggested for the rubric (fitted on all answers): `thresholds: {json.dumps(fit.suggested)}`",
             "",
-            "Per-fold choices (covered/partial): "
-            + "; ".join(f"{c['covered_threshold']}/{c['partial_threshold']}" for c in fit.fold_choices),
+            "Per-fold choices: " + "; ".join(_pair(c) for c in fit.fold_choices),
             "",
         ]
     if report.disagreements:

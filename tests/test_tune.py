@@ -48,14 +48,17 @@ def test_tune_report_counts_statuses_and_suggests_the_point_good_answers_share(g
     assert report.disagreements and report.threshold_fit is None  # too few answers to fit thresholds
 
 
-def test_fitted_thresholds_improve_heldout_agreement_on_a_mohler_question(grader, shared_data):
+def test_cv_fit_repairs_thresholds_that_flatten_every_grade_on_a_mohler_question(grader, shared_data):
     rows = pd.read_csv(shared_data / "mohler" / "mohler.csv", dtype={"id": str})
     q = rows[rows.id == "1.1"]
-    rubric = draft_rubric(q.question.iloc[0], q.desired_answer.iloc[0], "mohler-1-1", 5)
+    drafted = draft_rubric(q.question.iloc[0], q.desired_answer.iloc[0], "mohler-1-1", 5)
+    # Thresholds so strict that (almost) nothing is covered: grades stop ranking the answers.
+    strict = drafted.model_copy(update={"thresholds": {"covered_threshold": 0.97, "partial_threshold": 0.95}})
     data = TuneData(answers=q.student_answer.astype(str).tolist(), human=q.score_avg.tolist())
-    fit = tune_rubric(grader, rubric, data).threshold_fit
-    assert fit is not None and fit.folds == 5
-    assert fit.heldout_pearson_after > fit.heldout_pearson_before + 0.1
+    fit = tune_rubric(grader, strict, data).threshold_fit
+    assert fit is not None and fit.folds == 5 and fit.before["covered_threshold"] == 0.97
+    assert fit.heldout_pearson_after > fit.heldout_pearson_before + 0.3  # judged on answers each fold did not see
+    assert fit.suggested["covered_threshold"] < 0.9
     assert fit.suggested["partial_threshold"] < fit.suggested["covered_threshold"]
 
 
