@@ -38,7 +38,7 @@ def sweep(path: Path, every: int = 6) -> pd.DataFrame:
                 "Pearson after (CV)": fit.heldout_pearson_after,
                 "MAE before": fit.heldout_mae_before,
                 "MAE after (CV)": fit.heldout_mae_after,
-                "suggested covered/partial": f"{fit.suggested['covered_threshold']}/{fit.suggested['partial_threshold']}",
+                "suggested": f"{fit.suggested['covered_threshold']} / {fit.suggested['partial_threshold']}",
             }
         )
         print(out[-1], flush=True)

@@ -78,7 +78,8 @@ def tune_markdown(report: TuneReport, images: dict[str, str]) -> str:
         out += ["## Suggested thresholds (cross-validated)", ""]
         out.append(
             f"Grid search over covered/partial pairs maximising Pearson on the train folds of a {fit.folds}-fold "
-            f"KFold (a pair replaces the thresholds in force only if it wins by {MIN_PEARSON_GAIN} Pearson on the train folds); "
+            f"KFold (a pair replaces the thresholds in force only if it wins by {MIN_PEARSON_GAIN} Pearson on the "
+            "train folds); "
             "each answer is scored with the pair chosen without it. Pearson ignores scale: check MAE too."
         )
         out += [

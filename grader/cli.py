@@ -178,8 +178,8 @@ def model_prepare(
 
 @app.command()
 def tune(
-    rubric: Annotated[str, typer.Argument(help="a rubric id or YAML path; with --compare: OLD.yaml NEW.yaml DATA")],
-    data: Annotated[list[str], typer.Argument(help="CSV / JSONL with 'answer' and optional 'score' (human score)")],
+    rubric: Annotated[str, typer.Argument(metavar="RUBRIC", help="a rubric id or YAML path (--compare: OLD NEW DATA)")],
+    data: Annotated[list[str], typer.Argument(metavar="DATA", help="CSV / JSONL: 'answer', optional 'score' (human)")],
     out: Annotated[Path, typer.Option("--out", help="folder for report.md, report.html and plots")] = Path("tune-out"),
     compare: Annotated[bool, typer.Option("--compare", help="regrade DATA with two rubric versions")] = False,
     rubrics: RubricsDir = None,

@@ -7,6 +7,7 @@ sentence-transformers directory can be configured. Nothing is ever fetched from 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections import OrderedDict
 from functools import lru_cache
@@ -136,3 +137,42 @@ class EmbeddingCache:
             self._items.move_to_end(key)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
+
+
+class MemoEncoder:
+    """An encoder that embeds each distinct text once per process.
+
+    The eval runs the grader and three baselines over the same answers, and tuning regrades the
+    same answers once per threshold pair or rubric version; a memo keeps that to one model pass per text. It has the interface
+    ``Grader`` uses (``encode``, ``name``, ``weights_hash``, ``dim``), so grading is unchanged.
+    """
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.inner = encoder
+        self.name, self.weights_hash, self.dim, self.path = encoder.name, encoder.weights_hash, encoder.dim, encoder.path
+        self.batch_size = encoder.batch_size
+        self.calls = 0
+        self._memo: dict[str, np.ndarray] = {}
+
+    def load(self, path: Path) -> None:
+        """Add embeddings saved by ``save`` (same model only: the file is keyed by the weights hash)."""
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as saved:
+                if str(saved["weights_hash"]) == self.weights_hash:
+                    self._memo.update(zip(json.loads(str(saved["texts"])), saved["vectors"]))
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        texts = list(self._memo)
+        vectors = np.stack([self._memo[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+        # Texts as one JSON string: a fixed-width unicode array would pad every text to the longest.
+        np.savez(path, texts=np.array(json.dumps(texts)), vectors=vectors, weights_hash=self.weights_hash)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        new = [t for t in dict.fromkeys(texts) if t not in self._memo]
+        if new:
+            self._memo.update(zip(new, self.inner.encode(new)))
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._memo[t] for t in texts])

@@ -162,11 +162,9 @@ class Grader:
         if lang:
             flags.append(lang)
         instruction = np.array(instruction_parts([c.text for c in clauses]), dtype=bool)
-        # A clause restates the question when it is as near the question as a copy would be, or clearly
-        # nearer the question than any key point (questions are never split into clauses).
-        q, kp = sims.question[:n], sims.key_points[:n].max(axis=1)
-        restated = ((q >= t.question_restated_threshold) & (q >= kp)) | (
-            (q >= t.question_echo_threshold) & (q >= kp + t.question_echo_margin)
+        # A clause nearer the question than any key point restates it (questions are never split into clauses).
+        restated = (sims.question[:n] >= t.question_restated_threshold) & (
+            sims.question[:n] >= sims.key_points[:n].max(axis=1)
         )
         keyword = np.array([is_keyword_list(c.text) for c in clauses], dtype=bool) | is_keyword_list(text)
         if instruction.any():

@@ -155,14 +155,17 @@ def _english_vocabulary() -> frozenset[str]:
     return frozenset(w for w in vocab if w.isalpha() and len(w) > 1)
 
 
+LANGUAGE_MIN_WORDS = 6
+
+
 def language_flag(text: str) -> str | None:
     """``gibberish`` or ``other_language`` when the text is not English prose, else None."""
     letters = [ch for ch in text if ch.isalpha()]
     if letters and sum(ch.isascii() for ch in letters) / len(letters) < 0.6:
         return "other_language"
     tokens = words(text)
-    if len(tokens) < 3:
-        return "gibberish" if tokens and not any(t in _english_vocabulary() for t in tokens) else None
+    if len(tokens) < LANGUAGE_MIN_WORDS:  # "O(n)", "statically and dynamically": too short to judge
+        return None
     known = sum(t in _english_vocabulary() for t in tokens) / len(tokens)
     stop_share = sum(t in ENGLISH_STOP_WORDS for t in tokens) / len(tokens)
     if known < 0.5:

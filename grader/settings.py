@@ -46,10 +46,6 @@ class Thresholds(BaseSettings):
         # execution at main", human 4.4/5); 0.90 raised Pearson on Mohler and SAF alike (eval/REPORT.md).
         0.90, description="a clause this similar to the question restates it and earns nothing"
     )
-    question_echo_threshold: float = Field(
-        0.55, description="a clause this near the question, and clearly nearer it than any key point, echoes it"
-    )
-    question_echo_margin: float = Field(0.10, description="how much nearer the question an echoing clause must be")
     off_topic_threshold: float = Field(
         0.25, description="an answer whose best similarity to question and key points is below this is off-topic"
     )

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from .check import check_rubrics
 from .errors import GraderError, InputFileError
+from .encoder import MemoEncoder
 from .grade import Grader
 from .result import GradeResult
 from .rubric import Rubric
@@ -33,27 +34,6 @@ CV_FOLDS = 5
 MIN_PEARSON_GAIN = 0.05
 MIN_ANSWERS_TO_FIT = 10
 CLUSTER_DISTANCE = 0.45  # cosine distance under which unmatched clauses say the same thing (average linkage)
-
-
-class MemoEncoder:
-    """An encoder that remembers every text it embedded, so regrading the same answers costs no model call.
-
-    Tuning grades the same answers many times (once per threshold pair, once per rubric version);
-    only the first call pays for the model, later calls are matrix products.
-    """
-
-    def __init__(self, encoder) -> None:
-        self.inner = encoder
-        self.name, self.weights_hash, self.dim = encoder.name, encoder.weights_hash, encoder.dim
-        self._memo: dict[str, np.ndarray] = {}
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        new = [t for t in dict.fromkeys(texts) if t not in self._memo]
-        if new:
-            self._memo.update(zip(new, self.inner.encode(new)))
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.stack([self._memo[t] for t in texts])
 
 
 class TuneData(BaseModel):
