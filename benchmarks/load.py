@@ -143,7 +143,7 @@ def bare_encoder_rate(answers: list[str], chunk: int) -> tuple[float, int]:
     from grader.settings import get_settings
 
     settings = get_settings()
-    encoder = load_encoder(settings.model_path, settings.encode_batch_size)
+    encoder = load_encoder(settings.model_path, settings.encode_batch_size, settings.backend, settings.onnx_cache_dir)
     spans = []
     for answer in answers:
         clauses = segment_answer(answer)
