@@ -127,7 +127,10 @@ class Grader:
         vectors = self.encoder.encode(unique)
         row = {t: i for i, t in enumerate(unique)}
         for r in missing:
-            self.cache.put(self._cache_key(r.content_hash), self._vectors(r, vectors[[row[t] for t in rubric_texts(r)]]))
+            self.cache.put(
+                self._cache_key(r.content_hash),
+                RubricVectors.from_embeddings(r, vectors[[row[t] for t in rubric_texts(r)]]),
+            )
 
         results: list[GradeResult | GraderError] = []
         it = iter(zip(todo, spans_of))
@@ -136,7 +139,7 @@ class Grader:
                 results.append(p)
                 continue
             (rubric, text, clauses), spans = next(it)
-            rv = self._rubric_vectors(rubric, rubrics)
+            rv = self._rubric_vectors(rubric)
             span_vecs = vectors[[row[span_text(clauses, s)] for s in spans]]
             results.append(self._judge(rubric, rv, text, clauses, spans, span_vecs))
         return results
@@ -144,13 +147,10 @@ class Grader:
     def _cache_key(self, rubric_hash: str) -> str:
         return f"{self.encoder.weights_hash}:{rubric_hash}"
 
-    def _vectors(self, rubric: Rubric, vectors: np.ndarray) -> RubricVectors:
-        return RubricVectors.from_embeddings(rubric, vectors)
-
-    def _rubric_vectors(self, rubric: Rubric, batch: dict[str, Rubric]) -> RubricVectors:
+    def _rubric_vectors(self, rubric: Rubric) -> RubricVectors:
         rv = self.cache.get(self._cache_key(rubric.content_hash))
         if rv is None:  # cache disabled or evicted within this call: encode this rubric alone
-            rv = self._vectors(rubric, self.encoder.encode(rubric_texts(rubric)))
+            rv = RubricVectors.from_embeddings(rubric, self.encoder.encode(rubric_texts(rubric)))
         return rv
 
     def _judge(self, rubric, rv, text, clauses, spans, span_vecs) -> GradeResult:
