@@ -23,7 +23,9 @@ class KeyPointVerdict(BaseModel):
     text: str
     weight: float
     status: Status
-    similarity: float = Field(description="best cosine similarity of any answer span to the key point")
+    similarity: float = Field(
+        description="similarity of the evidence to the key point; for a missing point, of the nearest answer span"
+    )
     credit: float = Field(description="share of the key point's weight earned, 0..1")
     evidence: Evidence | None = Field(None, description="the span that supports the status")
     contradiction: Evidence | None = Field(None, description="the span that denies the key point, if any")

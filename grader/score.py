@@ -74,6 +74,7 @@ def judge_key_points(
     span_excluded |= np.array([s.last > s.first and filler[list(s.clauses)].any() for s in view.spans], dtype=bool)
     span_keywords = np.array([view.keyword_clause[list(s.clauses)].all() for s in view.spans], dtype=bool)
     support = np.where(span_excluded[:, None], -1.0, sims.key_points)  # (S, K)
+    nearest_any = support.max(axis=0)  # reported for missing points: how near the answer came at all
     # A clause states a listed contradiction only when that is the nearest thing the rubric says.
     nearest_point = sims.key_points[:n_clauses].max(axis=1)
     against = np.full(n_kp, -1.0)
@@ -150,7 +151,7 @@ def judge_key_points(
                 text=kp.text,
                 weight=kp.weight,
                 status=status,
-                similarity=round(max(sim, 0.0), 4),
+                similarity=round(max(sim if status != "missing" else float(nearest_any[k]), 0.0), 4),
                 credit=round(credit, 4),
                 evidence=_evidence(view, view.spans[best[k]], sim) if status != "missing" and sim > 0 else None,
                 contradiction=_evidence(view, view.spans[against_at[k]], against[k]) if contradicted[k] else None,
