@@ -14,6 +14,16 @@ import pandas as pd  # noqa: E402
 from grader.calibrate import Calibration  # noqa: E402
 
 
+def _save(fig, ax, title: str, path: Path) -> Path:
+    """Legend, title and a tight PNG: the same finish for every figure of the report."""
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def scatter(frame: pd.DataFrame, columns: dict[str, str], path: Path, title: str) -> Path:
     """Human score against each predicted column (jittered: human scores sit on a few values)."""
     fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 4), sharey=True, squeeze=False)
@@ -49,12 +59,7 @@ def per_question_bars(table: pd.DataFrame, methods: dict[str, tuple[str, str]], 
     ax.set_xticks(x + 0.4 - width / 2, frame.index, rotation=90, fontsize=6)
     ax.set_ylabel("Pearson with human")
     ax.axhline(0, color="grey", lw=0.6)
-    ax.legend(fontsize=8)
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, title, path)
 
 
 def calibration_curve(frame: pd.DataFrame, calibration: Calibration, path: Path, title: str) -> Path:
@@ -73,9 +78,4 @@ def calibration_curve(frame: pd.DataFrame, calibration: Calibration, path: Path,
     ax.plot(grid, mapped, color="C2", lw=2, label=f"mapping {calibration.name}")
     ax.set_xlabel("linear score of features")
     ax.set_ylabel("human score / max")
-    ax.legend(fontsize=8)
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, title, path)
