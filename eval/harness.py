@@ -8,17 +8,14 @@ the grader's coverage and the calibration features of every row.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from grader.calibrate import FEATURES, features_from, question_similarity
 from grader.draft import draft_rubric
-from grader.encoder import Encoder
 from grader.errors import GraderError
 from grader.grade import Grader
 from grader.match import RubricVectors, rubric_texts
