@@ -19,7 +19,6 @@ from grader.draft import draft_rubric
 from grader.errors import GraderError
 from grader.grade import Grader
 from grader.match import RubricVectors, rubric_texts
-from grader.encoder import MemoEncoder  # noqa: F401  (re-exported for eval.report)
 from grader.rubric import Rubric, resolve_rubric
 from grader.score import ZERO_SCORE_FLAGS, coverage_of
 

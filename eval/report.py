@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from grader.calibrate import Calibration
-from grader.encoder import load_encoder
+from grader.encoder import MemoEncoder, load_encoder
 from grader.grade import Grader
 from grader.settings import PROJECT_ROOT, Settings
 
@@ -25,7 +25,6 @@ from . import plots
 from .baselines import BASELINES
 from .datasets import load_dataset, load_mohler, load_saf
 from .evaluate import METHODS, OURS, Evaluation, evaluate, fit_transfer, grade_with_baselines
-from .harness import MemoEncoder
 from .metrics import spearman
 
 EVAL_DIR = PROJECT_ROOT / "eval"
