@@ -33,9 +33,11 @@ browser:
 bench: setup
 	$(BIN)/python benchmarks/load.py
 	$(BIN)/python benchmarks/batch.py
+	$(BIN)/python benchmarks/encoders.py
 
 eval: setup
-	$(BIN)/grader eval ../shared/data/mohler/mohler.csv --out eval
+	$(BIN)/python -m eval.report --data-dir ../shared/data --out eval
+	$(BIN)/python -m eval.attacks
 
 clean:
 	rm -rf $(VENV) .pytest_cache
