@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from grader.calibrate import FEATURES, features_from, question_similarity
+from grader.calibrate import FEATURES, features_from
 from grader.draft import draft_rubric
 from grader.errors import GraderError
 from grader.grade import Grader
@@ -52,7 +52,7 @@ def question_similarities(rubrics: dict[str, Rubric], grader: Grader) -> dict[st
     vectors = grader.encoder.encode([t for ts in texts.values() for t in ts])
     out, i = {}, 0
     for g, r in rubrics.items():
-        out[g] = question_similarity(RubricVectors.from_embeddings(r, vectors[i : i + len(texts[g])]))
+        out[g] = RubricVectors.from_embeddings(r, vectors[i : i + len(texts[g])]).question_similarity
         i += len(texts[g])
     return out
 

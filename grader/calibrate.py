@@ -56,11 +56,6 @@ def features_from(
     }
 
 
-def question_similarity(rv) -> np.ndarray:
-    """Each key point's similarity to the question (its own text, not paraphrases), from ``RubricVectors``."""
-    return rv.targets[rv.target_starts] @ rv.question
-
-
 def features_of(result) -> dict[str, float]:
     """Features of a ``GradeResult`` (as stored), without the question similarities it does not keep."""
     return features_from(result.key_points, result.coverage)

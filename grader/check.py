@@ -39,8 +39,7 @@ def check_rubrics(rubrics: list[Rubric], encoder: Encoder) -> list[RubricWarning
                     warnings.append(
                         RubricWarning(rubric.id, (kps[i].id, kps[j].id), sim, "key points too similar to tell apart")
                     )
-        question_sim = rv.targets[rv.target_starts] @ rv.question
-        for kp, sim in zip(kps, question_sim):
+        for kp, sim in zip(kps, rv.question_similarity):
             if sim >= QUESTION_COPY_SIMILARITY:
                 warnings.append(RubricWarning(rubric.id, (kp.id,), float(sim), "key point restates the question"))
     return warnings

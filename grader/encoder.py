@@ -143,8 +143,9 @@ class MemoEncoder:
     """An encoder that embeds each distinct text once per process.
 
     The eval runs the grader and three baselines over the same answers, and tuning regrades the
-    same answers once per threshold pair or rubric version; a memo keeps that to one model pass per text. It has the interface
-    ``Grader`` uses (``encode``, ``name``, ``weights_hash``, ``dim``), so grading is unchanged.
+    same answers once per threshold pair or rubric version; a memo keeps that to one model pass per
+    text. It has the interface ``Grader`` uses (``encode``, ``name``, ``weights_hash``, ``dim``), so
+    grading is unchanged.
     """
 
     def __init__(self, encoder: Encoder) -> None:

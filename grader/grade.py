@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import __version__
-from .calibrate import load_calibration, question_similarity
+from .calibrate import load_calibration
 from .encoder import EmbeddingCache, Encoder, load_encoder
 from .errors import AnswerError, AnswerTooLarge, GraderError, RubricError
 from .guards import instruction_parts, is_keyword_list, language_flag, polarity_flipped, states_claim
@@ -162,17 +162,16 @@ class Grader:
         if lang:
             flags.append(lang)
         instruction = np.array(instruction_parts([c.text for c in clauses]), dtype=bool)
+        nearest_point = sims.key_points[:n].max(axis=1)
         # A clause nearer the question than any key point restates it (questions are never split into clauses).
-        restated = (sims.question[:n] >= t.question_restated_threshold) & (
-            sims.question[:n] >= sims.key_points[:n].max(axis=1)
-        )
+        restated = (sims.question[:n] >= t.question_restated_threshold) & (sims.question[:n] >= nearest_point)
         keyword = np.array([is_keyword_list(c.text) for c in clauses], dtype=bool) | is_keyword_list(text)
         if instruction.any():
             flags.append("grader_instruction")
         if restated.any():
             flags.append("question_restated_only" if (restated | instruction).all() else "question_restated")
         excluded = instruction | restated
-        view = AnswerView(text, clauses, spans, excluded, keyword, flags)
+        view = AnswerView(text, clauses, spans, excluded, keyword, nearest_point, flags)
         verdicts = judge_key_points(rubric, rv, sims, view, t)
 
         eligible = np.array([not excluded[list(s.clauses)].any() for s in spans], dtype=bool)
@@ -186,11 +185,11 @@ class Grader:
         if any(v.status == "contradicted" for v in verdicts):
             flags.append("contradiction")
 
-        hits = self._misconceptions(rubric, rv, sims, view, t)
+        hits = self._misconceptions(rubric, sims, view, t)
         if hits:
             flags.append("misconception")
         coverage = coverage_of(rubric, verdicts)
-        points = points_for(rubric, verdicts, coverage, self.calibration_model, question_similarity(rv)) - sum(
+        points = points_for(rubric, verdicts, coverage, self.calibration_model, rv.question_similarity) - sum(
             h.penalty for h in hits
         )
         if set(flags) & ZERO_SCORE_FLAGS:
@@ -215,27 +214,28 @@ class Grader:
         )
 
     @staticmethod
-    def _misconceptions(rubric, rv, sims, view, t) -> list[MisconceptionHit]:
+    def _misconceptions(rubric, sims, view, t) -> list[MisconceptionHit]:
         hits = []
         n = len(view.clauses)
-        # Like a contradiction, a misconception is stated only when it is nearer than any key point.
-        nearest_point = sims.key_points[:n].max(axis=1)
+        context = [kp.text for kp in rubric.key_points]
         for m, misconception in enumerate(rubric.misconceptions):
-            col = np.where(view.excluded | (sims.misconceptions[:n, m] < nearest_point + t.contradiction_margin), -1.0, sims.misconceptions[:n, m])
+            # Like a contradiction, a misconception is stated only when it is nearer than any key point.
+            said = sims.misconceptions[:n, m]
+            col = np.where(view.excluded | (said < view.nearest_point + t.contradiction_margin), -1.0, said)
             c = int(col.argmax())
-            context = [kp.text for kp in rubric.key_points]
-            clause_text = view.clauses[c].text
+            clause = view.clauses[c]
             if (
                 col[c] >= t.misconception_threshold
-                and not polarity_flipped(misconception.text, clause_text)
-                and states_claim(misconception.text, context, clause_text)
+                and not polarity_flipped(misconception.text, clause.text)
+                and states_claim(misconception.text, context, clause.text)
             ):
-                clause = view.clauses[c]
                 hits.append(
                     MisconceptionHit(
                         text=misconception.text,
                         penalty=misconception.penalty,
-                        evidence=Evidence(text=clause.text, start=clause.start, end=clause.end, similarity=round(float(col[c]), 4)),
+                        evidence=Evidence(
+                            text=clause.text, start=clause.start, end=clause.end, similarity=round(float(col[c]), 4)
+                        ),
                     )
                 )
         return hits

@@ -40,6 +40,7 @@ class RubricVectors:
     contradiction_texts: list[str]
     misconceptions: np.ndarray  # (M, d)
     key_point_similarity: np.ndarray  # (K, K) between key point texts
+    question_similarity: np.ndarray  # (K,) of each key point's own text to the question
 
     @classmethod
     def from_embeddings(cls, rubric: Rubric, vectors: np.ndarray) -> "RubricVectors":
@@ -70,6 +71,7 @@ class RubricVectors:
             contradiction_texts=contra_texts,
             misconceptions=np.asarray(misconceptions, dtype=np.float32).reshape(-1, dim),
             key_point_similarity=kp_vecs @ kp_vecs.T,
+            question_similarity=kp_vecs @ question,
         )
 
 

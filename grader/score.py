@@ -32,6 +32,7 @@ class AnswerView:
     spans: list[Span]
     excluded: np.ndarray  # (n_clauses,) bool: restated question or instruction, earns nothing
     keyword_clause: np.ndarray  # (n_clauses,) bool: bare list of terms
+    nearest_point: np.ndarray  # (n_clauses,) each clause's similarity to the key point it is nearest
     flags: list[str] = field(default_factory=list)
 
 
@@ -76,7 +77,7 @@ def judge_key_points(
     support = np.where(span_excluded[:, None], -1.0, sims.key_points)  # (S, K)
     nearest_any = support.max(axis=0)  # reported for missing points: how near the answer came at all
     # A clause states a listed contradiction only when that is the nearest thing the rubric says.
-    nearest_point = sims.key_points[:n_clauses].max(axis=1)
+    nearest_point = view.nearest_point
     against = np.full(n_kp, -1.0)
     against_at = np.zeros(n_kp, dtype=int)
     for k in range(n_kp):
