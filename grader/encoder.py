@@ -150,8 +150,8 @@ class MemoEncoder:
 
     def __init__(self, encoder: Encoder) -> None:
         self.inner = encoder
-        self.name, self.weights_hash, self.dim, self.path = encoder.name, encoder.weights_hash, encoder.dim, encoder.path
-        self.batch_size = encoder.batch_size
+        self.name, self.weights_hash, self.dim = encoder.name, encoder.weights_hash, encoder.dim
+        self.path, self.batch_size = encoder.path, encoder.batch_size
         self.calls = 0
         self._memo: dict[str, np.ndarray] = {}
 

@@ -67,7 +67,7 @@ class Grader:
         self.encoder = encoder or load_encoder(s.model_path, s.encode_batch_size, s.backend, s.onnx_cache_dir)
         self.cache = EmbeddingCache(self.settings.embedding_cache_size)
         # A fitted calibration artefact maps coverage + similarities to the score scale; none = linear.
-        self.calibration_model = load_calibration(self.settings.calibration_path) if self.settings.calibration_path else None
+        self.calibration_model = load_calibration(s.calibration_path) if s.calibration_path else None
         self.calibration = self.calibration_model.name if self.calibration_model else "linear"
 
     def thresholds_for(self, rubric: Rubric) -> Thresholds:

@@ -125,9 +125,8 @@ def judge_key_points(
     best = np.zeros(n_kp, dtype=int)
     for k in np.argsort(-support.max(axis=0), kind="stable"):
         k = int(k)
-        free = np.array(
-            [sum(rv.key_point_similarity[k, o] < RELATED_KEY_POINTS for o in owned) < r for owned, r in zip(owners, room)]
-        )
+        unrelated = [sum(rv.key_point_similarity[k, o] < RELATED_KEY_POINTS for o in owned) for owned in owners]
+        free = np.array(unrelated) < room
         carrier = [max(s.clauses, key=lambda c: clause_sim[c, k]) for s in view.spans]
         column = np.where(free[carrier], support[:, k], -1.0)
         best[k] = int(column.argmax())
