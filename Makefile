@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup serve test browser bench eval clean
+.PHONY: setup serve test browser postgres bench eval clean
 
 setup: $(VENV)/.installed
 
@@ -15,13 +15,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[web,eval,onnx,dev]"
+	$(BIN)/pip install --quiet -e ".[web,eval,onnx,postgres,dev]"
 	touch $@
 
 serve: setup
 	$(BIN)/grader serve
 
-test: setup browser
+test: setup browser postgres
 	$(BIN)/python -m pytest -q
 
 # Debian's Chromium for the playground's browser test (never a downloaded browser build); the test
@@ -29,6 +29,12 @@ test: setup browser
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 		|| echo "chromium could not be installed: the playground browser test will be skipped"
+
+# Debian's PostgreSQL server binaries for the store tests; the tests start a throwaway server
+# (initdb + pg_ctl in a temporary directory, tests/pgserver.py) and stop it, nothing system-wide runs.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+		|| echo "postgresql could not be installed: the PostgreSQL store tests will be skipped"
 
 bench: setup
 	$(BIN)/python benchmarks/load.py

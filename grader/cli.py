@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -109,7 +110,10 @@ def serve(
     """Run the HTTP API (see api/); settings come from GRADER_* variables or .env."""
     import uvicorn
 
+    from .store import Store
+
     settings = get_settings()
+    Store(settings.database_url)  # migrate the schema once here, not in N workers at the same moment
     bind = {"host": host or settings.host, "port": port or settings.port, "log_level": "info"}
     if workers == 1:
         from api.app import create_app
@@ -119,28 +123,67 @@ def serve(
         uvicorn.run("api.app:create_app", factory=True, workers=workers, **bind)
 
 
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 @app.command()
 def batch(
     input_path: Annotated[str, typer.Argument(metavar="INPUT", help="answers: .csv, .jsonl or .parquet; - for JSONL on stdin")],
     out: Annotated[Path, typer.Option("--out", "-o", help="results file: .csv, .jsonl or .parquet")],
     rubrics: RubricsDir = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted run of the same input and output")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue an interrupted run of the same input and output (--engine local only)")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar and no summary")] = False,
-    chunk_rows: Annotated[int, typer.Option(min=1, max=100_000, help="rows graded (and committed) together")] = 512,
+    chunk_rows: Annotated[
+        int, typer.Option(min=1, max=100_000, help="rows graded together (local: and committed; ray: one block per actor call)")
+    ] = 512,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="local: this process, committed per chunk and resumable; ray: an actor pool on Ray Data "
+            "(the ray extra), same output, no job ledger and no --resume"
+        ),
+    ] = Engine.local,
+    address: Annotated[
+        Optional[str],
+        typer.Option(
+            help="--engine ray: the cluster (ray://HOST:10001, or HOST:6379 of `ray start --head`); "
+            "default: start a local Ray with this machine's CPUs"
+        ),
+    ] = None,
+    actors: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="--engine ray: grading actors, each loads the model once (default: the cluster's CPUs, at most one per chunk)"),
+    ] = None,
 ) -> None:
     """Grade an answer file (CSV / JSONL / Parquet) chunk by chunk; every row comes out once, in order."""
     from .batch import console_progress, run_batch
-    from .jobs import JobLedger
     from .rubric import load_rubrics
-    from .store import Store
 
+    if engine is Engine.local and (address or actors):
+        raise GraderError("--address and --actors apply to --engine ray only", field="engine")
+    if engine is Engine.ray and resume:
+        raise GraderError("--resume applies to --engine local only: a Ray run keeps no job ledger; run it again", field="resume")
     settings = _settings(rubrics)
     loaded = load_rubrics(settings.rubrics_dir)
-    ledger = JobLedger(Store(settings.database_url))
     with console_progress(enabled=not quiet and sys.stderr.isatty()) as on_progress:
-        summary = run_batch(
-            input_path, out, _grader(settings), loaded, ledger, resume=resume, chunk_rows=chunk_rows, on_progress=on_progress
-        )
+        if engine is Engine.ray:
+            from .ray_engine import run_ray_batch
+
+            summary = run_ray_batch(
+                input_path, out, settings, loaded, address=address, actors=actors, chunk_rows=chunk_rows, on_progress=on_progress
+            )
+        else:
+            from .jobs import JobLedger
+            from .store import Store
+
+            ledger = JobLedger(Store(settings.database_url))
+            summary = run_batch(
+                input_path, out, _grader(settings), loaded, ledger, resume=resume, chunk_rows=chunk_rows, on_progress=on_progress
+            )
     if not quiet:
         typer.echo(summary.describe())
 
@@ -203,6 +246,33 @@ def tune(
     rows, chosen = read_tune_data(data[0]), resolve_rubric(rubric, settings.rubrics_dir)
     report = tune_rubric(_grader(settings), chosen, rows)
     typer.echo(str(write_tune_report(report, out)))
+
+
+db_app = typer.Typer(cls=_Group, no_args_is_help=True, help="The store's schema (Alembic migrations).")
+app.add_typer(db_app, name="db")
+DatabaseUrl = Annotated[Optional[str], typer.Option("--url", help="SQLAlchemy URL (default: GRADER_DATABASE_URL)")]
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    url: DatabaseUrl = None,
+    revision: Annotated[str, typer.Option(help="target revision")] = "head",
+) -> None:
+    """Migrate the store to REVISION (the service and the CLI also do this when they open it)."""
+    from .store import make_engine, migrate, schema_revision
+
+    engine = make_engine(url or get_settings().database_url)
+    before = schema_revision(engine)
+    migrate(engine, revision)
+    typer.echo(f"schema: {before or 'empty'} -> {schema_revision(engine)}")
+
+
+@db_app.command("current")
+def db_current(url: DatabaseUrl = None) -> None:
+    """Print the store's schema revision ('empty' for a store never opened)."""
+    from .store import make_engine, schema_revision
+
+    typer.echo(schema_revision(make_engine(url or get_settings().database_url)) or "empty")
 
 
 def main() -> None:

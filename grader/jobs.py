@@ -5,18 +5,24 @@ A job commits one row per chunk (``batch_job_chunks``) in the same transaction t
 where that file must be cut. The fingerprint (model hash, thresholds, grader version, and the hash
 of every rubric the committed rows used) stops a resume from mixing grades made with different
 settings in one file.
+
+Several server processes can share one store's jobs: a worker *claims* a job with one conditional
+UPDATE (it wins only if the job is unfinished and nobody holds an unexpired lease), renews the
+lease while it grades, and commits chunks only while it still owns the job. A worker that dies
+stops renewing, and another one resumes the job after the lease runs out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, delete, func, select, update
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, delete, func, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .errors import GraderError
@@ -48,6 +54,8 @@ class BatchJobRow(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True, doc="the worker that claimed the job")
+    lease_until: Mapped[float | None] = mapped_column(Float, nullable=True, doc="epoch seconds; claimable after")
 
 
 class BatchChunkRow(Base):
@@ -84,6 +92,8 @@ class Job:
     error: str | None
     created_at: datetime
     updated_at: datetime
+    owner: str | None = None
+    lease_until: float | None = None
 
     @classmethod
     def of(cls, row: BatchJobRow) -> "Job":
@@ -113,6 +123,12 @@ class ResumeMismatch(GraderError):
     """A resumed job would be graded with different settings than its committed rows."""
 
 
+class LeaseLost(GraderError):
+    """Another worker owns this job now (our lease ran out); stop without committing."""
+
+    status_code = 409
+
+
 def fingerprint_hash(fingerprint: dict) -> str:
     """Hash of the settings part; rubric hashes are compared one by one (only the rubrics a job used matter)."""
     settings_part = {k: v for k, v in fingerprint.items() if k != "rubrics"}
@@ -126,13 +142,14 @@ def job_id_for(input_path: str, identity: str | None, output: Path) -> str:
 
 
 class JobLedger:
-    """Job and progress rows; every method is one short transaction, safe from any thread."""
+    """Job and progress rows; every method is one short transaction, safe from any thread.
 
-    def __init__(self, store: Store) -> None:
+    A ledger with an ``owner`` (a server worker) commits chunks only of jobs that owner holds.
+    """
+
+    def __init__(self, store: Store, owner: str | None = None) -> None:
         self.store = store
-        # The store creates every table of ``Base`` it knows about; make sure ours exist even when
-        # the store was built before this module was imported.
-        Base.metadata.create_all(store.engine, tables=[BatchJobRow.__table__, BatchChunkRow.__table__])
+        self.owner = owner
 
     def get(self, job_id: str) -> Job | None:
         with self.store.session() as s:
@@ -186,9 +203,66 @@ class JobLedger:
                     score_sums=tally.score_sums,
                 )
             )
-            job = s.get(BatchJobRow, job_id)
+            job = s.get(BatchJobRow, job_id, with_for_update=self.owner is not None)
+            if self.owner is not None and job.owner != self.owner:
+                raise LeaseLost(f"job {job_id} is now run by {job.owner}; this worker stops it", field="job_id")
             job.fingerprint = {**job.fingerprint, "rubrics": {**job.fingerprint.get("rubrics", {}), **rubric_hashes}}
             job.rows_done, job.chunks_done, job.output_position = rows_end, index + 1, output_position
+
+    def claim(self, source: str, lease_seconds: float) -> Job | None:
+        """Take the oldest unfinished job nobody holds (or whose holder's lease ran out), atomically.
+
+        Each candidate is taken with one conditional UPDATE; under concurrent claims exactly one
+        UPDATE matches the row (PostgreSQL re-checks the condition after the row lock, SQLite
+        serialises writers), the others match nothing and move to the next candidate.
+        """
+        if self.owner is None:
+            raise ValueError("claim needs a ledger with an owner")
+        now = time.time()
+        claimable = BatchJobRow.state.in_(UNFINISHED) & or_(BatchJobRow.lease_until.is_(None), BatchJobRow.lease_until < now)
+        with self.store.session() as s:
+            candidates = list(
+                s.scalars(
+                    select(BatchJobRow.id)
+                    .where(BatchJobRow.source == source, claimable)
+                    .order_by(BatchJobRow.created_at, BatchJobRow.id)
+                    .limit(16)
+                )
+            )
+        for job_id in candidates:
+            with self.store.session.begin() as s:
+                taken = s.execute(
+                    update(BatchJobRow)
+                    .where(BatchJobRow.id == job_id, claimable)
+                    .values(owner=self.owner, lease_until=now + lease_seconds)
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+            if taken == 1:
+                return self.get(job_id)
+        return None
+
+    def renew(self, job_id: str, lease_seconds: float) -> bool:
+        """Extend our lease on ``job_id``; False when another worker took it over."""
+        with self.store.session.begin() as s:
+            return (
+                s.execute(
+                    update(BatchJobRow)
+                    .where(BatchJobRow.id == job_id, BatchJobRow.owner == self.owner)
+                    .values(lease_until=time.time() + lease_seconds)
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                == 1
+            )
+
+    def release(self, job_id: str) -> None:
+        """Give the job up now (finished, or stopping): claimable at once if still unfinished."""
+        with self.store.session.begin() as s:
+            s.execute(
+                update(BatchJobRow)
+                .where(BatchJobRow.id == job_id, BatchJobRow.owner == self.owner)
+                .values(lease_until=None)
+                .execution_options(synchronize_session=False)
+            )
 
     def tally(self, job_id: str) -> ChunkTally:
         total = ChunkTally()

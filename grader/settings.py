@@ -95,7 +95,12 @@ class Settings(BaseSettings):
         500_000_000, ge=1024, description="body limit for uploads to /v1/jobs (answer files); other routes: max_body_bytes"
     )
     jobs_dir: Path | None = Field(
-        None, description="where API batch jobs keep input and result files; default: beside the SQLite database"
+        None,
+        description="where API batch jobs keep input and result files; default: beside the SQLite database. "
+        "Workers on several machines need it on shared storage",
+    )
+    job_lease_seconds: float = Field(
+        60.0, ge=2, description="a worker renews its claim on a running job this often x3; a dead worker's job is resumed after it"
     )
 
     thresholds: Thresholds = Field(default_factory=Thresholds)

@@ -1,22 +1,33 @@
 """The store: rubric versions, graded results with fingerprints, and batch jobs, via SQLAlchemy.
 
-SQLite (WAL) is the embedded default; any SQLAlchemy URL (e.g. PostgreSQL) works unchanged.
+SQLite (WAL) is the embedded default; PostgreSQL (``postgresql+psycopg://...``, the ``postgres``
+extra) works through the same code, so several server processes can share one store. The schema
+is owned by Alembic migrations (``grader/migrations``), applied when a store is opened.
 Rubric versions are append-only, so a stored grade can always be reproduced with the rubric it used.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import TypeVar
 
-from sqlalchemy import JSON, DateTime, Integer, String, Text, create_engine, event, func, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import JSON, DateTime, Integer, String, Text, create_engine, event, func, select, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from .errors import UnknownRubric
+from .errors import GraderError, UnknownRubric
 from .result import GradeResult
 from .rubric import Rubric, parse_rubric
+
+
+T = TypeVar("T")
 
 
 def _now() -> datetime:
@@ -62,20 +73,84 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except ModuleNotFoundError as err:  # e.g. psycopg for postgresql+psycopg://
+        raise GraderError(
+            f"the database driver for {url.split('://')[0]!r} is not installed ({err.name}); "
+            'for PostgreSQL: pip install ".[postgres]"',
+            field="database_url",
+        ) from None
+
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATION_LOCK = 7_305_118  # pg_advisory_lock key: one process migrates at a time, the others wait
+_migrating = threading.Lock()  # Alembic's context is a module global: one migration per process at a time
+
+
+def _alembic_config(connection: Connection | None = None):
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` (Alembic upgrade); a store already there is untouched.
+
+    On PostgreSQL an advisory lock serialises processes that start together (``serve --workers``).
+    """
+    from alembic import command
+
+    with _migrating, engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        command.upgrade(_alembic_config(conn), revision)
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The Alembic revision the store is at (None: not migrated)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def _retry_conflicts(write: Callable[..., T], *args: object, attempts: int = 20) -> T:
+    """Run a read-then-write transaction again when a concurrent writer got there first.
+
+    Two writers racing for the same next version collide on the primary key (PostgreSQL), or the
+    later one finds its SQLite snapshot stale ("database is locked"); the loser reads the new
+    latest and decides again, so no version is lost or written twice.
+    """
+    for attempt in range(attempts):
+        try:
+            return write(*args)
+        except (IntegrityError, OperationalError) as err:
+            conflict = isinstance(err, IntegrityError) or "locked" in str(err.orig)
+            if not conflict or attempt == attempts - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 class Store:
     """Typed access to the tables; every method is one short transaction."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, upgrade: bool = True) -> None:
         self.engine = make_engine(url)
-        Base.metadata.create_all(self.engine)
+        if upgrade:
+            migrate(self.engine)
         self.session = sessionmaker(self.engine, expire_on_commit=False)
 
     # -- rubrics -------------------------------------------------------------------------------
     def put_rubric(self, rubric: Rubric) -> Rubric:
         """Store ``rubric`` as a new version unless its content equals the latest; returns what is stored."""
+        return _retry_conflicts(self._put_rubric, rubric)
+
+    def _put_rubric(self, rubric: Rubric) -> Rubric:
         with self.session.begin() as s:
             latest = self._latest_row(s, rubric.id)
             body = rubric.model_dump(mode="json", exclude={"version"})
@@ -117,13 +192,16 @@ class Store:
             return list(
                 s.scalars(
                     select(RubricVersionRow.version)
-                    .where(RubricVersionRow.rubric_id == rubric_id)
+                    .where(RubricVersionRow.rubric_id == rubric_id, RubricVersionRow.deleted.is_(False))
                     .order_by(RubricVersionRow.version)
                 )
             )
 
     def delete_rubric(self, rubric_id: str) -> None:
         """Hide a rubric from listings and new grades; its versions stay readable for old results."""
+        _retry_conflicts(self._delete_rubric, rubric_id)
+
+    def _delete_rubric(self, rubric_id: str) -> None:
         with self.session.begin() as s:
             row = self._latest_row(s, rubric_id)
             if row is None or row.deleted:

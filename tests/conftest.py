@@ -70,3 +70,24 @@ def serve_app(settings: Settings) -> Iterator[str]:
         server.should_exit = True
         thread.join(60)
         sock.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator["PostgresServer"]:
+    """A throwaway PostgreSQL server for the session (tests/pgserver.py); skips with the reason if none can start."""
+    import shutil
+    import tempfile
+
+    from pgserver import PostgresServer, PostgresUnavailable, start_postgres  # noqa: F401
+
+    root = Path(tempfile.mkdtemp(prefix="grader-pg-"))  # not under pytest's 0700 tmp: the server runs as 'postgres'
+    try:
+        server = start_postgres(root)
+    except PostgresUnavailable as err:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"PostgreSQL unavailable: {err}")
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)

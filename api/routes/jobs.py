@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
+import os
 import shutil
+import socket
 import threading
 import uuid
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path as FilePath
@@ -28,7 +30,7 @@ from starlette.datastructures import UploadFile
 from grader.batch import run_batch
 from grader.errors import GraderError, InputFileError
 from grader.files import FORMATS, AnswerFile
-from grader.jobs import Job, JobLedger, ResumeMismatch
+from grader.jobs import Job, JobLedger, LeaseLost, ResumeMismatch
 from grader.settings import Settings
 
 from ..deps import Services, ServicesDep
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 # Smaller than the CLI's chunks: a job shares the model with interactive requests, and one chunk
 # holds the encoder for its whole encode call.
 JOB_CHUNK_ROWS = 128
+POLL_SECONDS = 1.0  # how often an idle worker looks for jobs queued by other workers
 MEDIA_TYPES = {"csv": "text/csv", "jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
 Format = Literal["csv", "jsonl", "parquet"]
 
@@ -77,49 +80,81 @@ class JobStatus(BaseModel):
 
 
 class JobRunner:
-    """One background thread grades queued jobs in order, with ``run_batch``, resumably."""
+    """A background thread that claims queued (or orphaned) jobs from the store and runs them.
+
+    Jobs are not handed to a process: every server worker claims from the shared store (one
+    conditional UPDATE, see ``JobLedger.claim``), so with ``--workers N`` each job runs exactly once,
+    and a job whose worker died is resumed by another after ``GRADER_JOB_LEASE_SECONDS``.
+    """
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.ledger = JobLedger(services.store)
-        self._queue: queue.Queue[str] = queue.Queue()
+        self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.ledger = JobLedger(services.store, owner=self.owner)
+        self.lease = services.settings.job_lease_seconds
+        self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="batch-jobs", daemon=True)
 
     def start(self) -> "JobRunner":
         self._thread.start()
-        for job in self.ledger.unfinished(source="api"):  # interrupted by a restart: continue them
-            self.submit(job.id)
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Finish the current chunk and stop; an unfinished job stays resumable."""
+        """Finish the current chunk and stop; an unfinished job is released, so a restart resumes it."""
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout)
 
     def submit(self, job_id: str) -> None:
-        self._queue.put(job_id)
+        """A new job is queued in the store: look now instead of at the next poll."""
+        self._wake.set()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                job_id = self._queue.get(timeout=0.2)
-            except queue.Empty:
+                job = self.ledger.claim("api", self.lease)
+            except Exception:  # the store is down for a moment: try again at the next poll
+                log.exception("claiming a batch job failed")
+                job = None
+            if job is None:
+                self._wake.wait(POLL_SECONDS)
+                self._wake.clear()
                 continue
-            self._run(job_id)
+            self._run(job)
 
-    def _run(self, job_id: str) -> None:
-        job = self.ledger.get(job_id)
-        if job is None or job.state in ("done", "failed"):
-            return
+    def _run(self, job: Job) -> None:
+        lost = threading.Event()
+        renewer = threading.Thread(target=self._renew, args=(job.id, lost), name="batch-job-lease", daemon=True)
+        renewer.start()
+        try:
+            self._grade(job, should_stop=lambda: self._stop.is_set() or lost.is_set())
+        finally:
+            lost.set()  # ends the renewer
+            renewer.join()
+            self.ledger.release(job.id)
+
+    def _renew(self, job_id: str, done: threading.Event) -> None:
+        while not done.wait(self.lease / 3):
+            try:
+                if not self.ledger.renew(job_id, self.lease):
+                    log.warning("batch job %s was taken over by another worker", job_id)
+                    done.set()
+            except Exception:
+                log.exception("renewing the lease of batch job %s failed", job_id)
+
+    def _grade(self, job: Job, should_stop: Callable[[], bool]) -> None:
+        job_id = job.id
         rubrics = {r.id: r for r in self.services.store.list_rubrics()}
         args = (job.input_path, FilePath(job.output_path), self.services.grader, rubrics, self.ledger)
-        options = dict(job_id=job_id, source="api", chunk_rows=JOB_CHUNK_ROWS, should_stop=self._stop.is_set)
+        options = dict(job_id=job_id, source="api", chunk_rows=JOB_CHUNK_ROWS, should_stop=should_stop)
         try:
             try:
                 run_batch(*args, resume=True, **options)
             except ResumeMismatch:  # rubrics or model changed across the restart: regrade it all alike
                 run_batch(*args, resume=False, **options)
+        except LeaseLost:
+            log.warning("batch job %s: stopped, another worker owns it now", job_id)
         except GraderError as err:
             self.ledger.set_state(job_id, "failed", err.message)
         except Exception:
