@@ -41,7 +41,7 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
     """Open and seed the store, load the model, warm it up and start the inference worker."""
     store = Store(settings.database_url)
     seed_store(store, settings)
-    grader = Grader(settings)
+    grader = Grader(settings, vectors=store)
     # Encode every stored rubric once now, so the first requests do not pay for it.
     rubrics = store.list_rubrics()
     if rubrics:

@@ -6,6 +6,8 @@ sentence-transformers directory can be configured. Nothing is ever fetched from 
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import hashlib
 import json
 import os
@@ -112,6 +114,14 @@ def _load_encoder(model_path: Path | None, batch_size: int, backend: str, cache_
 
         return OnnxEncoder(model_path, batch_size, cache_dir)  # type: ignore[return-value]  # same interface
     raise GraderError(f"unknown encoder backend {backend!r}; use 'torch' or 'onnx' (GRADER_BACKEND)", field="backend")
+
+
+class VectorStore(Protocol):
+    """A shared, persistent home for key-point embeddings (``grader.store.Store`` is one)."""
+
+    def load_embeddings(self, key: str) -> np.ndarray | None: ...
+
+    def save_embeddings(self, key: str, embeddings: np.ndarray) -> None: ...
 
 
 class EmbeddingCache:

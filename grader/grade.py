@@ -12,7 +12,7 @@ import numpy as np
 
 from . import __version__
 from .calibrate import load_calibration
-from .encoder import EmbeddingCache, Encoder, load_encoder
+from .encoder import EmbeddingCache, Encoder, VectorStore, load_encoder
 from .errors import AnswerError, AnswerTooLarge, GraderError, RubricError
 from .guards import instruction_parts, is_keyword_list, language_flag, polarity_flipped, states_claim
 from .match import RubricVectors, answer_spans, rubric_texts, similarities, span_text
@@ -61,11 +61,15 @@ def clean_answer(answer: str | bytes, max_chars: int) -> str:
 class Grader:
     """Holds the model, the key-point embedding cache and the settings; grades answers."""
 
-    def __init__(self, settings: Settings | None = None, encoder: Encoder | None = None) -> None:
+    def __init__(
+        self, settings: Settings | None = None, encoder: Encoder | None = None, vectors: VectorStore | None = None
+    ) -> None:
         self.settings = settings or get_settings()
         s = self.settings
         self.encoder = encoder or load_encoder(s.model_path, s.encode_batch_size, s.backend, s.onnx_cache_dir)
         self.cache = EmbeddingCache(self.settings.embedding_cache_size)
+        # A second, shared level for key-point embeddings (the store): workers and restarts reuse them.
+        self.vectors = vectors
         # A fitted calibration artefact maps coverage + similarities to the score scale; none = linear.
         self.calibration_model = load_calibration(s.calibration_path) if s.calibration_path else None
         self.calibration = self.calibration_model.name if self.calibration_model else "linear"
@@ -122,15 +126,15 @@ class Grader:
         spans_of = [answer_spans(clauses) for _, _, clauses in todo]
         span_texts = [span_text(clauses, s) for (_, _, clauses), spans in zip(todo, spans_of) for s in spans]
         rubrics = {r.content_hash: r for r, _, _ in todo}
-        missing = [r for key, r in rubrics.items() if self.cache.get(self._cache_key(key)) is None]
+        missing = [r for r in rubrics.values() if not self._cached(r)]
         unique = list(dict.fromkeys(span_texts + [t for r in missing for t in rubric_texts(r)]))
         vectors = self.encoder.encode(unique)
         row = {t: i for i, t in enumerate(unique)}
         for r in missing:
-            self.cache.put(
-                self._cache_key(r.content_hash),
-                RubricVectors.from_embeddings(r, vectors[[row[t] for t in rubric_texts(r)]]),
-            )
+            embeddings = vectors[[row[t] for t in rubric_texts(r)]]
+            self.cache.put(self._cache_key(r.content_hash), RubricVectors.from_embeddings(r, embeddings))
+            if self.vectors is not None:
+                self.vectors.save_embeddings(self._cache_key(r.content_hash), embeddings)
 
         results: list[GradeResult | GraderError] = []
         it = iter(zip(todo, spans_of))
@@ -146,6 +150,17 @@ class Grader:
 
     def _cache_key(self, rubric_hash: str) -> str:
         return f"{self.encoder.weights_hash}:{rubric_hash}"
+
+    def _cached(self, rubric: Rubric) -> bool:
+        """Whether the rubric's key-point embeddings are at hand: in memory, or in the shared store."""
+        key = self._cache_key(rubric.content_hash)
+        if self.cache.get(key) is not None:
+            return True
+        embeddings = self.vectors.load_embeddings(key) if self.vectors is not None else None
+        if embeddings is None or embeddings.shape != (len(rubric_texts(rubric)), self.encoder.dim):
+            return False
+        self.cache.put(key, RubricVectors.from_embeddings(rubric, embeddings))
+        return True
 
     def _rubric_vectors(self, rubric: Rubric) -> RubricVectors:
         rv = self.cache.get(self._cache_key(rubric.content_hash))

@@ -17,7 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import JSON, DateTime, Integer, String, Text, create_engine, event, func, select, text
+import numpy as np
+from sqlalchemy import JSON, DateTime, Integer, LargeBinary, String, Text, create_engine, event, func, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -57,6 +58,18 @@ class ResultRow(Base):
     rubric_version: Mapped[int] = mapped_column(Integer)
     answer: Mapped[str] = mapped_column(Text)
     body: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class EmbeddingRow(Base):
+    """Key-point embeddings of one rubric version under one model (key: weights hash + rubric hash)."""
+
+    __tablename__ = "embeddings"
+
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    rows: Mapped[int] = mapped_column(Integer)
+    dim: Mapped[int] = mapped_column(Integer)
+    vectors: Mapped[bytes] = mapped_column(LargeBinary, doc="float32, row-major")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
@@ -242,6 +255,21 @@ class Store:
         with self.session() as s:
             row = s.get(ResultRow, result_id)
         return None if row is None else (row.answer, GradeResult.model_validate(row.body))
+
+    # -- key-point embeddings (grader.encoder.VectorStore) ----------------------------------------
+    def load_embeddings(self, key: str) -> np.ndarray | None:
+        with self.session() as s:
+            row = s.get(EmbeddingRow, key)
+        return None if row is None else np.frombuffer(row.vectors, dtype=np.float32).reshape(row.rows, row.dim).copy()
+
+    def save_embeddings(self, key: str, embeddings: np.ndarray) -> None:
+        """Keep them for every worker; a concurrent save of the same key is the same data, so it may lose."""
+        matrix = np.ascontiguousarray(embeddings, dtype=np.float32)
+        try:
+            with self.session.begin() as s:
+                s.add(EmbeddingRow(key=key, rows=matrix.shape[0], dim=matrix.shape[1], vectors=matrix.tobytes()))
+        except IntegrityError:
+            pass
 
     def ping(self) -> bool:
         with self.session() as s:

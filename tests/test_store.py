@@ -16,9 +16,9 @@ from sqlalchemy import inspect, text
 from grader.errors import UnknownRubric
 from grader.jobs import ChunkTally, JobLedger, LeaseLost
 from grader.rubric import parse_rubric
-from grader.store import Base, Store, _alembic_config, make_engine, schema_revision
+from grader.store import Base, EmbeddingRow, Store, _alembic_config, make_engine, schema_revision
 
-HEAD = "0002"
+HEAD = "0003"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -152,3 +152,30 @@ def test_a_dead_workers_job_is_claimed_after_its_lease_and_it_cannot_commit_any_
     assert alive.get(job_id).rows_done == 1
     alive.release(job_id)
     assert JobLedger(store, owner="next").claim("api", lease_seconds=30).id == job_id  # released: at once
+
+
+def test_key_point_embeddings_are_shared_through_the_store(store_url, grader, rubrics):
+    from grader.grade import Grader
+
+    store = Store(store_url)
+    answer = "Max pooling keeps the strongest activation in each window."
+    first = Grader(grader.settings, grader.encoder, vectors=store)
+    expected = first.grade(rubrics["max-pooling"], answer)
+    with store.session() as s:
+        (row,) = s.query(EmbeddingRow).all()
+    assert row.key.endswith(rubrics["max-pooling"].content_hash) and row.dim == grader.encoder.dim
+
+    class SpansOnly:  # the real encoder, recording what it is asked to embed
+        def __init__(self, inner):
+            self.inner, self.texts = inner, []
+            self.name, self.weights_hash, self.dim = inner.name, inner.weights_hash, inner.dim
+
+        def encode(self, texts):
+            self.texts += texts
+            return self.inner.encode(texts)
+
+    recording = SpansOnly(grader.encoder)
+    second = Grader(grader.settings, recording, vectors=Store(store_url))  # a new process's empty memory cache
+    assert second.grade(rubrics["max-pooling"], answer) == expected
+    key_points = {kp.text for kp in rubrics["max-pooling"].key_points}
+    assert recording.texts and not key_points & set(recording.texts)  # key points came from the store
