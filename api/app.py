@@ -9,6 +9,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from grader import __version__
@@ -43,7 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             services.worker.stop()
             services.store.engine.dispose()
 
-    app = FastAPI(title="answer-grader", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # FastAPIOffline: FastAPI whose /docs and /redoc load Swagger UI / ReDoc from files shipped in the
+    # package, not from a CDN, so the docs render on machines without internet access.
+    app = FastAPIOffline(title="answer-grader", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     for module in (grade, rubrics, results, jobs, health, playground):
         app.include_router(module.router)
     install_error_handlers(app)

@@ -283,7 +283,10 @@ def test_metrics_count_requests_by_route_and_expose_the_worker(client: httpx.Cli
 
 
 def test_openapi_docs_are_served_with_examples(client: httpx.Client) -> None:
-    assert client.get("/docs").status_code == 200
+    page = client.get("/docs")
+    assert page.status_code == 200 and "/static-offline-docs/swagger-ui-bundle.js" in page.text  # no CDN
+    script = client.get("/static-offline-docs/swagger-ui-bundle.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     spec = client.get("/openapi.json").json()
     grade = spec["paths"]["/v1/grade"]["post"]["requestBody"]["content"]["application/json"]
     assert {"stored rubric", "inline rubric"} <= grade["examples"].keys()

@@ -74,3 +74,18 @@ def test_playground_grades_as_you_type_and_highlights_evidence(base_url: str):
             assert page.locator("#highlighted mark").count() == 0
         finally:
             browser.close()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="headless test needs Debian's chromium: apt-get install -y chromium")
+def test_api_docs_render_without_internet(base_url: str):
+    """/docs uses Swagger UI files served by the app; this machine cannot reach a CDN."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (dev extra)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{base_url}/docs")
+            page.wait_for_selector(".opblock-summary-path[data-path='/v1/grade']", timeout=30_000)
+            assert "answer-grader" in page.text_content(".title")
+        finally:
+            browser.close()
