@@ -124,6 +124,19 @@ def parse_rubric(data: object, source: str = "rubric") -> Rubric:
         raise RubricError(f"{source}: {_describe(err)}", field=".".join(map(str, first)) or None) from None
 
 
+def parse_rubric_text(raw: bytes | str, source: str = "rubric") -> Rubric:
+    """Validate a rubric written as YAML (JSON is YAML too); problems name ``source``."""
+    try:
+        data = yaml.safe_load(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except UnicodeDecodeError as err:
+        raise RubricError(f"{source}: not UTF-8 text (byte {err.start})") from None
+    except yaml.YAMLError as err:
+        raise RubricError(f"{source}: invalid YAML: {err}") from None
+    except RecursionError:
+        raise RubricError(f"{source}: invalid YAML: nested too deeply") from None
+    return parse_rubric(data, source)
+
+
 def load_rubric(path: str | Path) -> Rubric:
     """Read one YAML rubric file; every problem is reported with the file name."""
     path = Path(path)
@@ -131,13 +144,7 @@ def load_rubric(path: str | Path) -> Rubric:
         raw = path.read_bytes()
     except OSError as err:
         raise UnknownRubric(f"{path}: cannot read rubric file ({err.strerror})") from None
-    try:
-        data = yaml.safe_load(raw.decode("utf-8"))
-    except UnicodeDecodeError as err:
-        raise RubricError(f"{path}: not UTF-8 text (byte {err.start})") from None
-    except yaml.YAMLError as err:
-        raise RubricError(f"{path}: invalid YAML: {err}") from None
-    rubric = parse_rubric(data, str(path))
+    rubric = parse_rubric_text(raw, str(path))
     if path.stem != rubric.id:
         raise RubricError(f"{path}: id {rubric.id!r} does not match the file name {path.stem!r}", field="id")
     return rubric

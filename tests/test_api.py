@@ -309,3 +309,20 @@ schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi())
 def test_fuzzed_requests_never_cause_server_errors(case, base_url: str) -> None:
     # With the key, writes reach validation; the fuzzer's random ids never hit the rubrics used above.
     case.call_and_validate(base_url=base_url, headers=AUTH, checks=[not_a_server_error])
+
+
+def test_a_rubric_written_as_yaml_is_validated_and_gradable_inline(client: httpx.Client) -> None:
+    text = (Path(__file__).parent.parent / "rubrics" / "max-pooling.yaml").read_bytes()
+    checked = client.post("/v1/rubrics/validate", content=text, headers={"content-type": "application/yaml"})
+    assert checked.status_code == 200, checked.text
+    rubric = checked.json()
+    assert rubric["id"] == "max-pooling" and rubric["key_points"]
+    graded = client.post("/v1/grade", json={"rubric": rubric, "answer": "It keeps the largest value in each window."})
+    assert graded.status_code == 200 and graded.json()["rubric_id"] == "max-pooling"
+
+    broken = client.post("/v1/rubrics/validate", content=b"id: x\nkey_points: [unclosed", headers={"content-type": "application/yaml"})
+    assert broken.status_code == 422 and "invalid YAML" in broken.json()["error"]["message"]
+    no_points = client.post("/v1/rubrics/validate", content=b"id: x\nquestion: Why?\n", headers={"content-type": "application/yaml"})
+    assert no_points.status_code == 422 and no_points.json()["error"]["field"] == "key_points"
+    latin1 = client.post("/v1/rubrics/validate", content="id: café".encode("latin-1"), headers={"content-type": "application/yaml"})
+    assert latin1.status_code == 422 and "not UTF-8" in latin1.json()["error"]["message"]

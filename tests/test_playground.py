@@ -72,6 +72,14 @@ def test_playground_grades_as_you_type_and_highlights_evidence(base_url: str):
             page.fill("#answer", "I like turtles and the colour green.")
             page.wait_for_function("document.querySelector('#score').textContent.startsWith('0 ')", timeout=30_000)
             assert page.locator("#highlighted mark").count() == 0
+            # A rubric pasted as YAML (as in rubrics/) is graded inline; a broken one names its problem.
+            page.select_option("#rubric-select", "")
+            page.click("#paste summary")
+            page.fill("#rubric-text", (PROJECT_ROOT / "rubrics" / "batch-normalization.yaml").read_text())
+            page.fill("#answer", ANSWER)
+            page.wait_for_function("document.querySelectorAll('.kp[data-status=covered]').length > 0", timeout=30_000)
+            page.fill("#rubric-text", "id: broken\nquestion: [unclosed")
+            page.wait_for_function("document.querySelector('#error').textContent.includes('invalid YAML')", timeout=30_000)
         finally:
             browser.close()
 

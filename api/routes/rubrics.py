@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Query, Response
+from fastapi import APIRouter, Body, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from grader.errors import RubricError, UnknownRubric
-from grader.rubric import ID_PATTERN, MAX_VERSION, Rubric, parse_rubric
+from grader.rubric import ID_PATTERN, MAX_VERSION, Rubric, parse_rubric, parse_rubric_text
 
 from ..deps import ApiKey, ServicesDep
 from ..schemas import EXAMPLE_RUBRIC, ErrorResponse, RubricBody, RubricList, RubricVersions
@@ -28,6 +28,26 @@ AUTH = {
 async def list_rubrics(services: ServicesDep) -> RubricList:
     rubrics = await run_in_threadpool(services.store.list_rubrics)
     return RubricList(rubrics=rubrics)
+
+
+@router.post(
+    "/validate",
+    response_model=Rubric,
+    responses={422: {"model": ErrorResponse, "description": "invalid YAML or rubric; the message names the field"}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/yaml": {"schema": {"type": "string"}, "example": "id: my-rubric\nquestion: ...\nkey_points:\n  - id: a\n    text: ...\n"},
+                "application/json": {"schema": {"type": "object"}},
+            },
+        }
+    },
+    summary="Check a rubric written as YAML (or JSON) without storing it",
+)
+async def validate_rubric(request: Request) -> Rubric:
+    """Parse and validate the body as a rubric file would be; returns it as JSON, ready for ``POST /v1/grade``."""
+    return parse_rubric_text(await request.body(), "request body")
 
 
 @router.get("/{rubric_id}", response_model=Rubric, responses=NOT_FOUND, summary="Get a rubric")
