@@ -115,9 +115,32 @@ def polarity_flipped(statement: str, evidence: str) -> bool:
     Only added negation counts: an answer that drops a statement's own "no" usually rephrases it
     ("no learnable parameters" -> "parameter-free"), which says the same thing.
     """
-    negated = is_negated(evidence) and not is_negated(statement)
+    negated = is_negated(evidence) and not is_negated(statement) and denies_statement(statement, evidence)
     swapped = _reversed(words(statement), words(evidence))
     return negated != swapped
+
+
+SCOPE_WORDS = 3  # the content words after a negation cue that it negates ("does not [normalize the activations]")
+_SCOPE_END = re.compile(r"[,;:.!?()\[\]]")
+
+
+def denies_statement(statement: str, evidence: str) -> bool:
+    """Whether a negation in ``evidence`` negates something ``statement`` says.
+
+    "A constructor cannot return values" does not deny "a constructor is called whenever an object is
+    created", nor does "UDP does not have a sequence number field" deny "the UDP header has a fixed
+    length": what follows the cue is not what the statement asserts. A cue denies the statement when
+    one of the first few content words it governs is a word of the statement (on Mohler and SAF this
+    halved the answers wrongly flagged as contradictions; eval/experiments.md). Contrasts about the
+    same words ("only inside" vs "not outside the function") still count as denials.
+    """
+    said = _stems(statement)
+    for m in _NEGATION.finditer(evidence):
+        rest = _SCOPE_END.split(evidence[m.end():], maxsplit=1)[0]
+        scope = [w for w in words(rest) if w not in ENGLISH_STOP_WORDS and len(w) > 2][:SCOPE_WORDS]
+        if any(_stem(w) in said for w in scope):
+            return True
+    return False
 
 
 def is_instruction(text: str) -> bool:
@@ -178,9 +201,19 @@ def language_flag(text: str) -> str | None:
     return None
 
 
+_SUFFIXES = ("ations", "ation", "ings", "ing", "ed", "es", "s")
+
+
+def _stem(word: str) -> str:
+    """A crude stem: an inflection off, then the first five letters ("adding"/"adds", "learned"/"learnable")."""
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)][:5]
+    return word[:5]
+
+
 def _stems(text: str) -> set[str]:
-    # A crude stem (first five letters) is enough to match "learned"/"learnable", "averages"/"average".
-    return {w[:5] for w in words(text) if w not in ENGLISH_STOP_WORDS and len(w) > 2}
+    return {_stem(w) for w in words(text) if w not in ENGLISH_STOP_WORDS and len(w) > 2}
 
 
 def states_claim(claim: str, claim_context: list[str], clause: str) -> bool:

@@ -94,8 +94,12 @@ def answer_spans(clauses: list[Clause]) -> list[Span]:
     n = len(clauses)
     spans = [Span(i, i, c.start, c.end) for i, c in enumerate(clauses)]
     for size in range(2, MAX_WINDOW + 1):
-        spans += [Span(i, i + size - 1, clauses[i].start, clauses[i + size - 1].end) for i in range(n - size + 1)]
-    if MAX_WINDOW < n <= WHOLE_ANSWER_MAX_CLAUSES:
+        spans += [
+            Span(i, i + size - 1, clauses[i].start, clauses[i + size - 1].end)
+            for i in range(n - size + 1)
+            if not any(c.after_repeat for c in clauses[i + 1 : i + size])
+        ]
+    if MAX_WINDOW < n <= WHOLE_ANSWER_MAX_CLAUSES and not any(c.after_repeat for c in clauses):
         spans.append(Span(0, n - 1, clauses[0].start, clauses[-1].end))
     return spans
 

@@ -26,7 +26,9 @@ class KeyPointVerdict(BaseModel):
     similarity: float = Field(
         description="similarity of the evidence to the key point; for a missing point, of the nearest answer span"
     )
-    credit: float = Field(description="share of the key point's weight earned, 0..1")
+    credit: float = Field(
+        description="share of the key point's weight earned, 0..1; -1 when the answer states a listed contradiction of it"
+    )
     evidence: Evidence | None = Field(None, description="the span that supports the status")
     contradiction: Evidence | None = Field(None, description="the span that denies the key point, if any")
 

@@ -17,6 +17,23 @@ from .settings import Thresholds
 WORDS_PER_POINT = 8  # a clause can carry one unrelated key point per this many words
 RELATED_KEY_POINTS = 0.65  # key points this similar to each other may share their evidence
 FILLER_SIMILARITY = 0.30  # a clause this far from every key point is filler, never part of a window
+# A sentence this long that is not clearly about one key point by itself (CLEAR_EVIDENCE) is filler
+# too ("Deep learning is a fascinating area ..."): on the topic, so near the key points, but it states
+# none of them. Shorter pieces ("The algorithm alternates two steps.") often only make sense with their
+# neighbour and may join a window.
+FILLER_WORDS = 12
+# Weak evidence must be nearer the key point than the question itself is, by QUESTION_MARGIN: the
+# question is on the topic and states nothing, so on-topic talk that comes no closer has not made the
+# point. From CLEAR_EVIDENCE up a span is evidence whatever the question says, so a key point that
+# mostly restates the question keeps a partial band. With FILLER_WORDS this took the padding attack
+# from 7 to 12 of 12 (eval/ATTACKS.md; the measurements are in eval/experiments.md).
+QUESTION_MARGIN = 0.05
+CLEAR_EVIDENCE = 0.50
+# Stating one of a key point's listed contradictions (a known wrong claim the rubric's author wrote down)
+# costs the point's weight instead of only earning nothing, like a misconception: misconception examples
+# 1.83 -> 1.17 of 5 (expected 0.7). Denials found by the negation guard alone earn 0: that guard is
+# noisier (eval/experiments.md), and drafted rubrics, which have no listed contradictions, are unaffected.
+LISTED_CONTRADICTION_CREDIT = -1.0
 EVIDENCE_MARGIN = 0.10  # a span supports key points within this of its nearest key point
 CONFIDENCE_MARGIN = 0.10  # a similarity this far from every threshold is a confident call
 ZERO_SCORE_FLAGS = {"off_topic", "grader_instruction", "gibberish", "other_language", "question_restated_only"}
@@ -66,20 +83,29 @@ def judge_key_points(
     stated with the same polarity) cannot support it, nor can a window that contains it; when the
     opposite is said more strongly than the point is supported, the point is contradicted. One span
     cannot be the evidence for more unrelated key points than it has room to state, so a bare list
-    of terms or one generic sentence does not collect credit for everything it is near.
+    of terms or one generic sentence does not collect credit for everything it is near. Evidence must
+    come nearer a key point than the question does, and a long sentence that makes no point by itself
+    never joins a window: padding an answer with on-topic filler does not add credit.
     """
     n_clauses, n_kp = len(view.clauses), len(rubric.key_points)
     span_excluded = np.array([view.excluded[list(s.clauses)].any() for s in view.spans], dtype=bool)
     # Windows join clauses that are each about the rubric; a filler clause only adds noise to a window.
-    filler = sims.key_points[:n_clauses].max(axis=1) < FILLER_SIMILARITY
+    clause_points = sims.key_points[:n_clauses]
+    gate = np.minimum(rv.question_similarity + QUESTION_MARGIN, min(CLEAR_EVIDENCE, t.covered_threshold))  # (K,)
+    makes_point = (clause_points >= max(t.partial_threshold, CLEAR_EVIDENCE)).any(axis=1)
+    long = np.array([len(c.text.split()) >= FILLER_WORDS for c in view.clauses], dtype=bool)
+    filler = (clause_points.max(axis=1) < FILLER_SIMILARITY) | (long & ~makes_point)
     span_excluded |= np.array([s.last > s.first and filler[list(s.clauses)].any() for s in view.spans], dtype=bool)
     span_keywords = np.array([view.keyword_clause[list(s.clauses)].all() for s in view.spans], dtype=bool)
     support = np.where(span_excluded[:, None], -1.0, sims.key_points)  # (S, K)
     nearest_any = support.max(axis=0)  # reported for missing points: how near the answer came at all
+    # A span that comes no nearer a key point than the question does is on the topic, not evidence.
+    support = np.where(support < gate, -1.0, support)
     # A clause states a listed contradiction only when that is the nearest thing the rubric says.
     nearest_point = view.nearest_point
     against = np.full(n_kp, -1.0)
     against_at = np.zeros(n_kp, dtype=int)
+    listed = np.zeros(n_kp, dtype=bool)  # denied by stating one of the rubric's own contradictions
     for k in range(n_kp):
         for c in np.flatnonzero(
             (sims.contradictions[:n_clauses, k] >= t.contradiction_threshold)
@@ -93,7 +119,7 @@ def judge_key_points(
                 and not polarity_flipped(text, clause)
                 and states_claim(text, context, clause)
             ):
-                against[k], against_at[k] = sims.contradictions[c, k], c
+                against[k], against_at[k], listed[k] = sims.contradictions[c, k], c, True
         # Only clauses about this key point (near it, and nearer to it than to others) can deny it.
         flipped = np.zeros(n_clauses, dtype=bool)
         about = (support[:n_clauses, k] >= t.partial_threshold) & (
@@ -104,7 +130,7 @@ def judge_key_points(
         if flipped.any():
             c = int(np.flatnonzero(flipped)[support[:n_clauses, k][flipped].argmax()])
             if support[c, k] > against[k]:
-                against[k], against_at[k] = support[c, k], c
+                against[k], against_at[k], listed[k] = support[c, k], c, False
             touches = np.array([flipped[list(s.clauses)].any() for s in view.spans], dtype=bool)
             support[touches, k] = -1.0
     # Judged clause against clause, before spans are shared out: a denial stands unless another clause
@@ -138,7 +164,7 @@ def judge_key_points(
     for k, kp in enumerate(rubric.key_points):
         sim = float(support[best[k], k])
         if contradicted[k]:
-            status, credit = "contradicted", 0.0
+            status, credit = "contradicted", (LISTED_CONTRADICTION_CREDIT if listed[k] else 0.0)
         else:
             status, credit = credit_for(sim, t)
             if credit > t.keyword_list_credit and span_keywords[best[k]]:
@@ -161,8 +187,9 @@ def judge_key_points(
 
 
 def coverage_of(rubric: Rubric, verdicts: list[KeyPointVerdict]) -> float:
+    """Weighted share of credit, 0..1 (a stated contradiction's negative credit cannot push it below 0)."""
     total = sum(v.weight for v in verdicts)
-    return sum(v.weight * v.credit for v in verdicts) / total
+    return max(0.0, sum(v.weight * v.credit for v in verdicts) / total)
 
 
 def points_for(

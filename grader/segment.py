@@ -8,16 +8,21 @@ to state anything are merged into their neighbour.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True, slots=True)
 class Clause:
-    """A span of the answer: ``answer[start:end] == text``."""
+    """A span of the answer: ``answer[start:end] == text``.
+
+    ``after_repeat`` marks a clause that follows a dropped repeat (see ``distinct_clauses``): it was
+    not next to the clause before it in what the answer says, so no window joins the two.
+    """
 
     text: str
     start: int
     end: int
+    after_repeat: bool = False
 
 
 _LINE = re.compile(r"[^\n\r]+")
@@ -91,10 +96,14 @@ def segment_answer(answer: str) -> list[Clause]:
 def distinct_clauses(clauses: list[Clause]) -> list[Clause]:
     """First occurrences only: pasting the same sentence again adds no evidence (nor new windows)."""
     seen: set[str] = set()
-    kept = []
+    kept: list[Clause] = []
+    dropped = False
     for clause in clauses:
         key = " ".join(clause.text.casefold().split()).rstrip(".!?")
-        if key not in seen:
-            seen.add(key)
-            kept.append(clause)
+        if key in seen:
+            dropped = True
+            continue
+        seen.add(key)
+        kept.append(replace(clause, after_repeat=True) if dropped and kept else clause)
+        dropped = False
     return kept

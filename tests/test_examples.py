@@ -44,7 +44,15 @@ def test_every_rubric_has_at_least_eight_examples_of_every_kind(rubrics):
 def test_grader_agrees_with_our_expected_scores(graded):
     expected = [ex["expected_score"] for _, ex, _ in graded]
     scores = [res.score for _, _, res in graded]
-    assert spearmanr(expected, scores).statistic >= 0.78
+    assert spearmanr(expected, scores).statistic >= 0.84  # 0.866 measured (eval/REPORT.md)
+
+
+def test_misconceptions_and_wrong_answers_score_low_on_average(graded):
+    # Expected means 0.70 and 0.50 of 5; measured 1.17 and 0.89 (eval/experiments.md). Stating a listed
+    # contradiction costs the key point's weight; other wrong claims are only as low as their similarity.
+    for kind, bound in (("misconception", 1.5), ("wrong", 1.2)):
+        scores = [res.score for _, ex, res in graded if ex["kind"] == kind]
+        assert sum(scores) / len(scores) <= bound, (kind, sum(scores) / len(scores))
 
 
 def test_complete_beats_partial_beats_off_topic_for_every_question(graded):

@@ -78,3 +78,27 @@ def test_bad_answers_are_rejected_with_a_clear_message(grader, rubrics, answer, 
     # in a batch the bad answer comes back in place and the others are still graded
     good, bad = grader.grade_many([(rubrics["max-pooling"], ONE_POINT), (rubrics["max-pooling"], answer)])
     assert isinstance(bad, error) and good.score > 0
+
+
+def test_windows_never_join_clauses_that_a_dropped_repeat_kept_apart():
+    from grader.match import answer_spans
+    from grader.segment import distinct_clauses
+
+    answer = (
+        "Pooling keeps the maximum value. It has no weights at all. Pooling keeps the maximum value. It shrinks maps."
+    )
+    clauses = distinct_clauses(segment_answer(answer))
+    assert [c.after_repeat for c in clauses] == [False, False, True]
+    windows = {(s.first, s.last) for s in answer_spans(clauses) if s.last > s.first}
+    assert windows == {(0, 1)}  # (1, 2) and (0, 2) would join clauses the answer never put side by side
+
+
+def test_stating_a_listed_contradiction_costs_the_key_points_weight(grader, rubrics):
+    rubric = rubrics["imbalanced-data"]
+    answer = "I would oversample the whole data set first and then split it into training and test sets."
+    result = grader.grade(rubric, answer)
+    verdict = {v.id: v for v in result.key_points}["split-before-resampling"]
+    assert verdict.status == "contradicted" and verdict.credit == -1.0 and verdict.contradiction
+    weights = {kp.id: kp.weight for kp in rubric.key_points}
+    earned = sum(weights[v.id] * v.credit for v in result.key_points) / sum(weights.values())
+    assert result.coverage == pytest.approx(max(0.0, earned), abs=1e-3) and result.coverage >= 0

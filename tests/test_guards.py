@@ -18,6 +18,10 @@ from grader.guards import instruction_parts, is_instruction, is_keyword_list, is
         ("More complexity lowers bias but raises variance.", "A complex model has lower bias and higher variance.", False),
         ("It keeps the largest value.", "It keeps the max and makes the map smaller.", False),
         ("Directions of largest variance.", "Directions of smallest variance.", True),
+        # A negation denies a statement only when what it negates is what the statement says.
+        ("A residual block adds its input to its output.", "It concatenates them instead of adding them.", True),
+        ("A constructor is called whenever an object is created.", "Also a constructor cannot return values.", False),
+        ("The UDP header has a fixed length.", "UDP does not have a sequence number field.", False),
     ],
 )
 def test_polarity_flips_on_added_negation_and_reversed_direction_only(statement, evidence, flipped):
@@ -84,9 +88,9 @@ def test_keyword_lists_and_restated_questions_score_below_the_partial_answer(att
         assert RULES["keyword list"](case, scores), (case.rubric.id, scores)
         restated_below += RULES["question restated"](case, scores)
         flagged += bool({"question_restated", "question_restated_only"} & set(res["restated"].flags))
-    # Where we lose (eval/ATTACKS.md): relu-vs-sigmoid's restatement paraphrases a key point's wording,
-    # and the restated threshold (0.90, chosen on Mohler and SAF) flags only near-copies of the question.
-    assert restated_below >= len(attacked) - 1 and flagged >= len(attacked) // 2
+    # The restated threshold (0.90, chosen on Mohler and SAF) flags only near-copies of the question;
+    # the other restatements score low because they come no nearer the key points than the question.
+    assert restated_below == len(attacked) and flagged >= len(attacked) // 2
 
 
 def test_instructions_and_off_topic_answers_score_zero_with_a_reason(attacked):
@@ -102,10 +106,10 @@ def test_pasting_the_same_sentences_again_never_raises_the_score(grader, attacke
         assert repeated.score == res["partial"].score, case.rubric.id
 
 
-def test_padding_with_filler_raises_the_score_by_at_most_one_point(attacked):
-    # Where we lose (eval/ATTACKS.md): filler on the topic still earns partial credit in some cases.
-    for case, res in attacked:
-        assert res["padded"].score <= res["partial"].score + 1.0, case.rubric.id
+def test_padding_with_filler_and_repeats_does_not_raise_the_score(attacked):
+    raised = {c.rubric.id: (r["partial"].score, r["padded"].score) for c, r in attacked
+              if r["padded"].score > r["partial"].score + 1e-6}
+    assert not raised, raised
 
 
 def test_long_answers_are_graded_in_full_but_flagged(grader, rubrics):
