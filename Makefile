@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[web,eval,onnx,postgres,dev]"
+	$(BIN)/pip install --quiet -e ".[web,eval,onnx,postgres,ray,dev]"
 	touch $@
 
 serve: setup
@@ -40,6 +40,7 @@ bench: setup
 	$(BIN)/python benchmarks/load.py
 	$(BIN)/python benchmarks/batch.py
 	$(BIN)/python benchmarks/encoders.py
+	$(BIN)/python benchmarks/ray_batch.py
 
 eval: setup
 	$(BIN)/python -m eval.report --data-dir ../shared/data --out eval

@@ -32,7 +32,7 @@ from .settings import Settings
 DEFAULT_CHUNK_ROWS = 512  # big enough that one encode call amortises its overhead, small enough to commit often
 
 
-def _given(value: object) -> bool:
+def is_given(value: object) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
@@ -52,9 +52,9 @@ def _printable(value: object) -> str:
     return str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def _rubric_for(row: dict, rubrics: dict[str, Rubric], drafts: MutableMapping[str, Rubric], max_chars: int) -> Rubric:
+def rubric_for_row(row: dict, rubrics: dict[str, Rubric], drafts: MutableMapping[str, Rubric], max_chars: int) -> Rubric:
     rubric_id = row.get("rubric_id")
-    if _given(rubric_id):
+    if is_given(rubric_id):
         rubric = rubrics.get(str(rubric_id)) or drafts.get(str(rubric_id))
         if rubric is None:
             raise UnknownRubric(
@@ -64,7 +64,7 @@ def _rubric_for(row: dict, rubrics: dict[str, Rubric], drafts: MutableMapping[st
             )
         return rubric
     question, reference = row.get("question"), row.get("reference")
-    if not (_given(question) and _given(reference)):
+    if not (is_given(question) and is_given(reference)):
         raise RubricError(
             "row has no rubric_id, and no question + reference to draft a rubric from", field="rubric_id"
         )
@@ -96,11 +96,11 @@ def grade_batch(
     chosen: list[Rubric | GraderError] = []
     for row in rows:
         try:
-            if _given(row.get("read_error")):
+            if is_given(row.get("read_error")):
                 raise GraderError(str(row["read_error"]))
-            if not _given(row.get("answer")):
+            if not is_given(row.get("answer")):
                 raise AnswerError("row has no answer (the 'answer' value is missing)", field="answer")
-            chosen.append(_rubric_for(row, rubrics, drafts, max_chars))
+            chosen.append(rubric_for_row(row, rubrics, drafts, max_chars))
         except GraderError as err:
             chosen.append(err)
 
@@ -123,9 +123,9 @@ def grade_batch(
     out: dict[str, list] = {name: [] for name in OUTPUT_COLUMNS}
     for i, (row, rubric, at) in enumerate(zip(rows, chosen, where)):
         result = rubric if at is None else graded[at]
-        out["id"].append(_printable(row["id"]) if _given(row.get("id")) else str(row.get("row") or i + 1))
+        out["id"].append(_printable(row["id"]) if is_given(row.get("id")) else str(row.get("row") or i + 1))
         out["rubric_id"].append(
-            rubric.id if isinstance(rubric, Rubric) else (_printable(row["rubric_id"]) if _given(row.get("rubric_id")) else None)
+            rubric.id if isinstance(rubric, Rubric) else (_printable(row["rubric_id"]) if is_given(row.get("rubric_id")) else None)
         )
         if isinstance(result, GraderError):
             out["score"].append(None), out["max_score"].append(None), out["coverage"].append(None)
@@ -195,7 +195,7 @@ def drafts_dir(output: Path) -> Path:
     return output.with_name(output.name + ".rubrics")
 
 
-def _tally(frame: pd.DataFrame) -> ChunkTally:
+def tally_of(frame: pd.DataFrame) -> ChunkTally:
     ok = frame[frame["status"] == "ok"]
     sums = ok.groupby("rubric_id")["score"].agg(["count", "sum"])
     return ChunkTally(
@@ -293,12 +293,12 @@ def run_batch(
         if should_stop and should_stop():
             return BatchSummary(job_id, output, done, 0, 0, {}, resumed_from, finished=False)
         results = grade_batch(chunk, grader, rubrics, drafts)
-        _write_drafts(output, drafts, written)
+        write_drafts(output, drafts, written)
         position = writer.write(results)
         done += len(chunk)
         known = {**drafts, **rubrics}
         used = {rid: known[rid].content_hash for rid in set(results["rubric_id"]) if rid in known}
-        ledger.commit_chunk(job_id, index, done, position, _tally(results), used)
+        ledger.commit_chunk(job_id, index, done, position, tally_of(results), used)
         index += 1
         if on_progress:
             on_progress(done, job.rows_total)
@@ -318,7 +318,7 @@ def run_batch(
     )
 
 
-def _write_drafts(output: Path, drafts: dict[str, Rubric], written: set[str]) -> None:
+def write_drafts(output: Path, drafts: dict[str, Rubric], written: set[str]) -> None:
     """Write newly drafted rubrics as YAML beside the output, before their chunk is committed."""
     new = {r.id: r for r in drafts.values() if r.id not in written}
     if not new:

@@ -150,8 +150,8 @@ def batch(
     address: Annotated[
         Optional[str],
         typer.Option(
-            help="--engine ray: the cluster (ray://HOST:10001, or HOST:6379 of `ray start --head`); "
-            "default: start a local Ray with this machine's CPUs"
+            help="--engine ray: the cluster, HOST:6379 or auto, from a node of a `ray start --head` cluster (Ray Data "
+            "cannot run over ray:// clients); default: RAY_ADDRESS, else a new local Ray with this machine's CPUs"
         ),
     ] = None,
     actors: Annotated[

@@ -37,3 +37,7 @@ class AnswerTooLarge(AnswerError):
 
 class InputFileError(GraderError):
     """A batch or data file cannot be read at all (a bad row is not this: it becomes an error row)."""
+
+
+class MissingExtra(GraderError):
+    """An optional feature whose extra is not installed; the message names the ``pip install`` that adds it."""
