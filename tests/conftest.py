@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -13,9 +15,11 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+from pgserver import PostgresServer, PostgresUnavailable, start_postgres  # noqa: E402
+
 from grader.grade import Grader  # noqa: E402
 from grader.rubric import load_rubrics  # noqa: E402
-from grader.settings import PROJECT_ROOT, Settings  # noqa: E402
+from grader.settings import PROJECT_ROOT, Settings, get_settings  # noqa: E402
 
 RUBRICS_DIR = PROJECT_ROOT / "rubrics"
 SHARED_DATA = Path(os.environ.get("GRADER_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
@@ -42,6 +46,16 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"human-graded data not found at {SHARED_DATA} (set GRADER_SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The CLI reads settings from the environment: point its store at a fresh SQLite file."""
+    monkeypatch.setenv("GRADER_DATABASE_URL", f"sqlite:///{tmp_path / 'grader.db'}")
+    monkeypatch.setenv("GRADER_RUBRICS_DIR", str(PROJECT_ROOT / "rubrics"))
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
 
 
 def serve_app(settings: Settings) -> Iterator[str]:
@@ -73,13 +87,8 @@ def serve_app(settings: Settings) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def postgres() -> Iterator["PostgresServer"]:
+def postgres() -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL server for the session (tests/pgserver.py); skips with the reason if none can start."""
-    import shutil
-    import tempfile
-
-    from pgserver import PostgresServer, PostgresUnavailable, start_postgres  # noqa: F401
-
     root = Path(tempfile.mkdtemp(prefix="grader-pg-"))  # not under pytest's 0700 tmp: the server runs as 'postgres'
     try:
         server = start_postgres(root)

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -28,21 +27,10 @@ from grader.grade import Grader
 from grader.jobs import JobLedger, ResumeMismatch
 from grader.rubric import load_rubric, load_rubrics
 from tests.conftest import serve_app
-from grader.settings import PROJECT_ROOT, get_settings
 from grader.store import Store
 
 runner = CliRunner()
 GOOD = "Max-pooling keeps the largest value in each window, so it shrinks the feature maps and has no weights to learn."
-
-
-@pytest.fixture
-def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """The CLI reads settings from the environment: point its store at a fresh SQLite file."""
-    monkeypatch.setenv("GRADER_DATABASE_URL", f"sqlite:///{tmp_path / 'grader.db'}")
-    monkeypatch.setenv("GRADER_RUBRICS_DIR", str(PROJECT_ROOT / "rubrics"))
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
 
 
 def test_mixed_good_and_bad_csv_rows_each_come_out_once_in_order(grader, cli_env):

@@ -49,51 +49,49 @@ def test_impact_preview_names_the_answers_a_rubric_change_moves(base_url: str):
         assert mismatch.status_code == 422 and "does not match the path id" in mismatch.text
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="headless test needs Debian's chromium: apt-get install -y chromium")
-def test_playground_grades_as_you_type_and_highlights_evidence(base_url: str):
+@pytest.fixture
+def page():
+    """A page in Debian's headless Chromium (never a downloaded browser build), closed after the test."""
+    if not CHROMIUM.exists():
+        pytest.skip("headless test needs Debian's chromium: apt-get install -y chromium")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (dev extra)")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page()
-            page.goto(f"{base_url}/playground")
-            page.wait_for_function("document.querySelectorAll('#rubric-select option').length > 1")
-            page.select_option("#rubric-select", "batch-normalization")
-            page.fill("#answer", ANSWER)
-            page.wait_for_selector(".kp[data-status]", timeout=30_000)
-            statuses = page.eval_on_selector_all(".kp", "els => els.map(e => e.dataset.status)")
-            assert "covered" in statuses
-            assert page.text_content("#score").endswith("/ 5.0") or "/ 5" in page.text_content("#score")
-            marks = page.eval_on_selector_all("#highlighted mark.covered", "els => els.map(e => e.textContent)")
-            assert marks and all(m in ANSWER for m in marks)
-            SCREENSHOTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(SCREENSHOTS / "playground.png"), full_page=True)
-            # An off-topic answer replaces the result: nothing covered, score 0.
-            page.fill("#answer", "I like turtles and the colour green.")
-            page.wait_for_function("document.querySelector('#score').textContent.startsWith('0 ')", timeout=30_000)
-            assert page.locator("#highlighted mark").count() == 0
-            # A rubric pasted as YAML (as in rubrics/) is graded inline; a broken one names its problem.
-            page.select_option("#rubric-select", "")
-            page.click("#paste summary")
-            page.fill("#rubric-text", (PROJECT_ROOT / "rubrics" / "batch-normalization.yaml").read_text())
-            page.fill("#answer", ANSWER)
-            page.wait_for_function("document.querySelectorAll('.kp[data-status=covered]').length > 0", timeout=30_000)
-            page.fill("#rubric-text", "id: broken\nquestion: [unclosed")
-            page.wait_for_function("document.querySelector('#error').textContent.includes('invalid YAML')", timeout=30_000)
+            yield browser.new_page()
         finally:
             browser.close()
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="headless test needs Debian's chromium: apt-get install -y chromium")
-def test_api_docs_render_without_internet(base_url: str):
+def test_playground_grades_as_you_type_and_highlights_evidence(base_url: str, page):
+    page.goto(f"{base_url}/playground")
+    page.wait_for_function("document.querySelectorAll('#rubric-select option').length > 1")
+    page.select_option("#rubric-select", "batch-normalization")
+    page.fill("#answer", ANSWER)
+    page.wait_for_selector(".kp[data-status]", timeout=30_000)
+    statuses = page.eval_on_selector_all(".kp", "els => els.map(e => e.dataset.status)")
+    assert "covered" in statuses
+    assert page.text_content("#score").endswith("/ 5.0") or "/ 5" in page.text_content("#score")
+    marks = page.eval_on_selector_all("#highlighted mark.covered", "els => els.map(e => e.textContent)")
+    assert marks and all(m in ANSWER for m in marks)
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "playground.png"), full_page=True)
+    # An off-topic answer replaces the result: nothing covered, score 0.
+    page.fill("#answer", "I like turtles and the colour green.")
+    page.wait_for_function("document.querySelector('#score').textContent.startsWith('0 ')", timeout=30_000)
+    assert page.locator("#highlighted mark").count() == 0
+    # A rubric pasted as YAML (as in rubrics/) is graded inline; a broken one names its problem.
+    page.select_option("#rubric-select", "")
+    page.click("#paste summary")
+    page.fill("#rubric-text", (PROJECT_ROOT / "rubrics" / "batch-normalization.yaml").read_text())
+    page.fill("#answer", ANSWER)
+    page.wait_for_function("document.querySelectorAll('.kp[data-status=covered]').length > 0", timeout=30_000)
+    page.fill("#rubric-text", "id: broken\nquestion: [unclosed")
+    page.wait_for_function("document.querySelector('#error').textContent.includes('invalid YAML')", timeout=30_000)
+
+
+def test_api_docs_render_without_internet(base_url: str, page):
     """/docs uses Swagger UI files served by the app; this machine cannot reach a CDN."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (dev extra)")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(f"{base_url}/docs")
-            page.wait_for_selector(".opblock-summary-path[data-path='/v1/grade']", timeout=30_000)
-            assert "answer-grader" in page.text_content(".title")
-        finally:
-            browser.close()
+    page.goto(f"{base_url}/docs")
+    page.wait_for_selector(".opblock-summary-path[data-path='/v1/grade']", timeout=30_000)
+    assert "answer-grader" in page.text_content(".title")

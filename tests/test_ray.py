@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from grader.cli import app
 from grader.files import read_results
-from grader.settings import PROJECT_ROOT, get_settings
+from grader.settings import PROJECT_ROOT
 
 runner = CliRunner()
 EXAMPLES = PROJECT_ROOT / "eval" / "data" / "ml_interview"
@@ -37,15 +37,6 @@ def local_ray() -> Iterator[None]:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
-
-
-@pytest.fixture
-def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("GRADER_DATABASE_URL", f"sqlite:///{tmp_path / 'grader.db'}")
-    monkeypatch.setenv("GRADER_RUBRICS_DIR", str(PROJECT_ROOT / "rubrics"))
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
 
 
 def example_rows() -> list[dict]:
