@@ -5,6 +5,8 @@ The API maps these to 4xx JSON in one handler and the CLI to exit code 2 in one 
 
 from __future__ import annotations
 
+import importlib
+
 
 class GraderError(Exception):
     """Base of every error caused by the caller's input (never by a bug of ours)."""
@@ -41,3 +43,16 @@ class InputFileError(GraderError):
 
 class MissingExtra(GraderError):
     """An optional feature whose extra is not installed; the message names the ``pip install`` that adds it."""
+
+    @classmethod
+    def require(cls, extra: str, modules: tuple[str, ...], feature: str, field: str | None = None) -> None:
+        """Import ``modules`` now, so a missing extra fails early with the install command, not deep inside."""
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except ImportError as err:
+                raise cls(
+                    f"{feature} needs the {extra} extra, which is not installed here ({err.name or name} is missing): "
+                    f'pip install "answer-grader[{extra}]" (in a source checkout: pip install -e ".[{extra}]")',
+                    field=field,
+                ) from None

@@ -23,7 +23,7 @@ from threading import Lock
 import numpy as np
 
 from .encoder import packaged_model_path, weights_hash
-from .errors import GraderError
+from .errors import GraderError, MissingExtra
 
 # Bump when the export or quantization changes, so stale cached files are never reused.
 RECIPE = "onnx-int8-v1"
@@ -80,16 +80,7 @@ class ModelLayout:
 
 
 def require_onnx_extra() -> None:
-    """Fail early, with the install command, when the ``onnx`` extra is not installed."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-        import platformdirs  # noqa: F401
-    except ImportError as err:
-        raise GraderError(
-            f"GRADER_BACKEND=onnx needs the onnx extra ({err.name} is missing): pip install 'answer-grader[onnx]'",
-            field="backend",
-        ) from None
+    MissingExtra.require("onnx", ("onnx", "onnxruntime", "platformdirs"), "GRADER_BACKEND=onnx", field="backend")
 
 
 def _read_json(path: Path) -> dict | list | None:

@@ -42,20 +42,14 @@ from .jobs import ChunkTally
 from .rubric import Rubric
 from .settings import Settings
 
-INSTALL_HINT = 'pip install "answer-grader[ray]" (in a source checkout: pip install -e ".[ray]")'
 BLOCK_SCHEMA = OUTPUT_SCHEMA.insert(0, pa.field("row", pa.int64()))
 
 
 def import_ray() -> ModuleType:
     """``ray`` with Ray Data, or a ``MissingExtra`` that says how to install it."""
-    try:
-        import ray
-        import ray.data  # Ray Data is the separate "data" part of the ray[data] extra
-    except ImportError as err:
-        raise MissingExtra(
-            f"--engine ray needs Ray Data, which is not installed here ({err}); install the ray extra: {INSTALL_HINT}",
-            field="engine",
-        ) from None
+    MissingExtra.require("ray", ("ray", "ray.data"), "--engine ray (Ray Data)", field="engine")
+    import ray
+
     return ray
 
 

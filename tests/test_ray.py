@@ -167,5 +167,5 @@ def test_without_the_ray_extra_the_cli_says_how_to_install_it(cli_env, monkeypat
     source = write_answer_file(cli_env / "answers.csv", shuffled_rows(5))
     result = runner.invoke(app, ["batch", str(source), "--out", str(cli_env / "out.csv"), "--engine", "ray"])
     assert result.exit_code == 2
-    assert "--engine ray needs Ray Data" in result.output and 'pip install "answer-grader[ray]"' in result.output
+    assert "--engine ray (Ray Data) needs the ray extra" in result.output and 'pip install "answer-grader[ray]"' in result.output
     assert not (cli_env / "out.csv").exists()
