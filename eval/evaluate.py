@@ -22,7 +22,7 @@ from .harness import grade_table
 from .metrics import agreement, per_question
 
 OURS = "ours"
-OUR_FEATURES = ["coverage", "similarity_mean", "similarity_min", "similarity_max", "relative_mean"]
+OUR_FEATURES = ["coverage", "similarity_mean", "similarity_min", "similarity_max", "relative_mean", "word_share"]
 METHODS = {OURS: OUR_FEATURES, **{name: [name] for name in BASELINES}}
 MAPPINGS = ("linear", "transfer", "cv")
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from grader.calibrate import FEATURES, features_from
 from grader.draft import draft_rubric
 from grader.errors import GraderError
 from grader.grade import Grader
-from grader.match import RubricVectors, rubric_texts
+from grader.match import RubricVectors, rubric_texts, word_share
 from grader.rubric import Rubric, resolve_rubric
 from grader.score import ZERO_SCORE_FLAGS, coverage_of
 
@@ -46,13 +45,13 @@ def rubrics_for(frame: pd.DataFrame, grader: Grader) -> dict[str, Rubric]:
     return out
 
 
-def question_similarities(rubrics: dict[str, Rubric], grader: Grader) -> dict[str, np.ndarray]:
-    """Each rubric's key-point-to-question similarities, as the grading path computes them."""
+def rubric_vectors(rubrics: dict[str, Rubric], grader: Grader) -> dict[str, RubricVectors]:
+    """Each rubric's vectors (key-point-to-question similarities, word lists), as the grading path builds them."""
     texts = {g: rubric_texts(r) for g, r in rubrics.items()}
     vectors = grader.encoder.encode([t for ts in texts.values() for t in ts])
     out, i = {}, 0
     for g, r in rubrics.items():
-        out[g] = RubricVectors.from_embeddings(r, vectors[i : i + len(texts[g])]).question_similarity
+        out[g] = RubricVectors.from_embeddings(r, vectors[i : i + len(texts[g])])
         i += len(texts[g])
     return out
 
@@ -71,13 +70,15 @@ def grade_table(frame: pd.DataFrame, grader: Grader) -> GradedTable:
     out["coverage"] = [0.0 if isinstance(r, GraderError) else r.coverage for r in results]
     out["error"] = [r.message if isinstance(r, GraderError) else "" for r in results]
     out["flags"] = [[] if isinstance(r, GraderError) else r.flags for r in results]
-    qsim = question_similarities(rubrics, grader)
+    rvs = rubric_vectors(rubrics, grader)
     feats = [
         # Coverage before zero-score flags, as the grading path hands it to the calibration.
         dict.fromkeys(FEATURES, 0.0)
         if isinstance(r, GraderError)
-        else features_from(r.key_points, coverage_of(rubrics[g], r.key_points), qsim[g])
-        for r, g in zip(results, frame["group"])
+        else features_from(
+            r.key_points, coverage_of(rubrics[g], r.key_points), rvs[g].question_similarity, word_share(str(a), rvs[g])
+        )
+        for r, g, a in zip(results, frame["group"], frame["answer"])
     ]
     out["zeroed"] = [isinstance(r, GraderError) or bool(set(r.flags) & ZERO_SCORE_FLAGS) for r in results]
     for name in FEATURES:

@@ -21,24 +21,30 @@ from .errors import GraderError
 from .result import KeyPointVerdict
 
 # Features of one grade, all on a 0..1 scale and all computed from the key-point verdicts.
-FEATURES = ("coverage", "similarity_mean", "similarity_min", "similarity_max", "relative_mean")
+FEATURES = ("coverage", "similarity_mean", "similarity_min", "similarity_max", "relative_mean", "word_share")
 FEATURE_DOC = {
     "coverage": "weighted share of key-point credit (the uncalibrated score / max_score)",
     "similarity_mean": "weighted mean over key points of the best span similarity",
     "similarity_min": "lowest key-point similarity (the point the answer misses most)",
     "similarity_max": "highest key-point similarity (the point the answer makes best)",
     "relative_mean": "weighted mean of each key point's similarity above the question's own similarity to it",
+    "word_share": "weighted mean of the share of each key point's content words (stemmed) that the answer uses",
 }
 
 
 def features_from(
-    verdicts: Sequence[KeyPointVerdict], coverage: float, question_similarity: Sequence[float] | None = None
+    verdicts: Sequence[KeyPointVerdict],
+    coverage: float,
+    question_similarity: Sequence[float] | None = None,
+    word_share: Sequence[float] | None = None,
 ) -> dict[str, float]:
     """The calibration features of one grade.
 
     ``question_similarity`` is each key point's similarity to the question: restating the
     question already earns that much, so similarity above it is what the answer added
     (``relative_mean``); where it is not known, the feature falls back to ``similarity_mean``.
+    ``word_share`` is each key point's share of content words the answer uses (``grader.match.word_share``),
+    a lexical signal beside the embeddings; where it is not known it also falls back to ``similarity_mean``.
     """
     sims = np.clip(np.array([v.similarity for v in verdicts], dtype=float), 0.0, 1.0)
     weights = np.array([v.weight for v in verdicts], dtype=float)
@@ -53,6 +59,7 @@ def features_from(
         "similarity_min": float(sims.min()),
         "similarity_max": float(sims.max()),
         "relative_mean": float(np.average(relative, weights=weights)),
+        "word_share": float(np.average(sims if word_share is None else np.asarray(word_share, float), weights=weights)),
     }
 
 

@@ -14,8 +14,15 @@ from . import __version__
 from .calibrate import load_calibration
 from .encoder import EmbeddingCache, Encoder, VectorStore, load_encoder
 from .errors import AnswerError, AnswerTooLarge, GraderError, RubricError
-from .guards import instruction_parts, is_keyword_list, language_flag, polarity_flipped, states_claim
-from .match import RubricVectors, answer_spans, rubric_texts, similarities, span_text
+from .guards import (
+    adds_to_question,
+    instruction_parts,
+    is_keyword_list,
+    language_flag,
+    polarity_flipped,
+    states_claim,
+)
+from .match import RubricVectors, answer_spans, rubric_texts, similarities, span_text, word_share
 from .result import Evidence, Fingerprint, GradeResult, MisconceptionHit
 from .rubric import Rubric
 from .score import ZERO_SCORE_FLAGS, REVIEW_FLAGS, AnswerView, confidence_of, coverage_of, judge_key_points, points_for
@@ -180,6 +187,9 @@ class Grader:
         nearest_point = sims.key_points[:n].max(axis=1)
         # A clause nearer the question than any key point restates it (questions are never split into clauses).
         restated = (sims.question[:n] >= t.question_restated_threshold) & (sims.question[:n] >= nearest_point)
+        key_texts = [kp.text for kp in rubric.key_points]
+        for c in np.flatnonzero(restated):  # ... unless it adds words of the answer key to the question
+            restated[c] = not adds_to_question(clauses[c].text, rubric.question, key_texts)
         keyword = np.array([is_keyword_list(c.text) for c in clauses], dtype=bool) | is_keyword_list(text)
         if instruction.any():
             flags.append("grader_instruction")
@@ -204,7 +214,8 @@ class Grader:
         if hits:
             flags.append("misconception")
         coverage = coverage_of(rubric, verdicts)
-        points = points_for(rubric, verdicts, coverage, self.calibration_model, rv.question_similarity) - sum(
+        words = word_share(text, rv) if self.calibration_model is not None else None
+        points = points_for(rubric, verdicts, coverage, self.calibration_model, rv.question_similarity, words) - sum(
             h.penalty for h in hits
         )
         if set(flags) & ZERO_SCORE_FLAGS:

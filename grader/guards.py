@@ -134,7 +134,7 @@ def denies_statement(statement: str, evidence: str) -> bool:
     halved the answers wrongly flagged as contradictions; eval/experiments.md). Contrasts about the
     same words ("only inside" vs "not outside the function") still count as denials.
     """
-    said = _stems(statement)
+    said = content_stems(statement)
     for m in _NEGATION.finditer(evidence):
         rest = _SCOPE_END.split(evidence[m.end():], maxsplit=1)[0]
         scope = [w for w in words(rest) if w not in ENGLISH_STOP_WORDS and len(w) > 2][:SCOPE_WORDS]
@@ -179,6 +179,11 @@ def _english_vocabulary() -> frozenset[str]:
 
 
 LANGUAGE_MIN_WORDS = 6
+# Worked calculations ("P(B) = 0,6^3 * 0,4^3 = 0,0138") are mostly digits and operators, and their few
+# words ("nCr", "P", "k") are not English prose; humans gave such SAF answers 0.9 of full marks on
+# average, so text this mathematical is not judged for its language.
+FORMULA_SHARE = 0.25
+_FORMULA = re.compile(r"[0-9=+*/^<>()\[\]%,.-]")
 
 
 def language_flag(text: str) -> str | None:
@@ -188,6 +193,9 @@ def language_flag(text: str) -> str | None:
         return "other_language"
     tokens = words(text)
     if len(tokens) < LANGUAGE_MIN_WORDS:  # "O(n)", "statically and dynamically": too short to judge
+        return None
+    visible = "".join(text.split())
+    if len(_FORMULA.findall(visible)) >= FORMULA_SHARE * len(visible):
         return None
     known = sum(t in _english_vocabulary() for t in tokens) / len(tokens)
     stop_share = sum(t in ENGLISH_STOP_WORDS for t in tokens) / len(tokens)
@@ -212,8 +220,20 @@ def _stem(word: str) -> str:
     return word[:5]
 
 
-def _stems(text: str) -> set[str]:
+def content_stems(text: str) -> set[str]:
+    """The stems of a text's content words (stop words and words under 3 letters left out)."""
     return {_stem(w) for w in words(text) if w not in ENGLISH_STOP_WORDS and len(w) > 2}
+
+
+def adds_to_question(clause: str, question: str, key_points: list[str]) -> bool:
+    """Whether ``clause`` uses a word of the key points that the question does not already use.
+
+    "The sizeof operator returns the size of the operand." is near its question ("What does the sizeof
+    operator return?") but adds "size" and "operand" from the answer key: it answers, it does not only
+    restate. Mohler answers like this were zeroed as restated with a human mean of 4.75 of 5.
+    """
+    new = set().union(*(content_stems(k) for k in key_points)) - content_stems(question)
+    return bool(new & content_stems(clause))
 
 
 def states_claim(claim: str, claim_context: list[str], clause: str) -> bool:
@@ -223,5 +243,5 @@ def states_claim(claim: str, claim_context: list[str], clause: str) -> bool:
     similarity alone cannot tell "keeps the largest value" from "takes the average"; the clause
     must also use a word of what makes the claim different ("average").
     """
-    distinctive = _stems(claim) - set().union(*(_stems(t) for t in claim_context))
-    return bool(distinctive & _stems(clause)) if distinctive else True
+    distinctive = content_stems(claim) - set().union(*(content_stems(t) for t in claim_context))
+    return bool(distinctive & content_stems(clause)) if distinctive else True

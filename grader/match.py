@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
+from sklearn.feature_extraction.text import CountVectorizer
 
+from .guards import content_stems
 from .rubric import Rubric
 from .segment import Clause
 
@@ -41,6 +44,9 @@ class RubricVectors:
     misconceptions: np.ndarray  # (M, d)
     key_point_similarity: np.ndarray  # (K, K) between key point texts
     question_similarity: np.ndarray  # (K,) of each key point's own text to the question
+    lexicon: CountVectorizer  # the content-word stems of the targets
+    target_words: sparse.csr_matrix  # (T, V) 1 where a target uses the stem, rows scaled to sum to 1
+    new_words: sparse.csr_matrix  # (T, V) the same for the stems the question does not use
 
     @classmethod
     def from_embeddings(cls, rubric: Rubric, vectors: np.ndarray) -> "RubricVectors":
@@ -61,6 +67,7 @@ class RubricVectors:
         dim = vectors.shape[1]
         targets_arr = np.asarray(targets, dtype=np.float32)
         kp_vecs = targets_arr[main]
+        lexicon, target_words, new_words = _target_words(texts, rubric.question)
         return cls(
             question=question,
             targets=targets_arr,
@@ -72,7 +79,52 @@ class RubricVectors:
             misconceptions=np.asarray(misconceptions, dtype=np.float32).reshape(-1, dim),
             key_point_similarity=kp_vecs @ kp_vecs.T,
             question_similarity=kp_vecs @ question,
+            lexicon=lexicon,
+            target_words=target_words,
+            new_words=new_words,
         )
+
+
+_NO_WORD = "\x00"  # one vocabulary entry no text can use, so a rubric of stop words still fits
+
+
+def _stem_list(text: str) -> list[str]:
+    return [_NO_WORD] if text == _NO_WORD else sorted(content_stems(text))
+
+
+def _target_words(texts: list[str], question: str) -> tuple[CountVectorizer, sparse.csr_matrix, sparse.csr_matrix]:
+    """Binary bags of content stems per target (all of them, and those the question lacks), rows summing to 1."""
+    lexicon = CountVectorizer(analyzer=_stem_list, binary=True)
+    counts = lexicon.fit_transform([*texts, _NO_WORD]).astype(np.float32)[: len(texts)]
+    asked = lexicon.transform([question]).toarray().astype(bool)[0]
+    new = counts @ sparse.diags((~asked).astype(np.float32))
+    return lexicon, _rows_to_one(counts), _rows_to_one(new)
+
+
+def _rows_to_one(counts: sparse.spmatrix) -> sparse.csr_matrix:
+    sizes = np.asarray(counts.sum(axis=1)).ravel()
+    return sparse.csr_matrix(sparse.diags(1.0 / np.maximum(sizes, 1.0)) @ counts)
+
+
+def _shares(texts: list[str], rv: RubricVectors, words: sparse.csr_matrix) -> np.ndarray:
+    """(len(texts), K): the share of each key point's ``words`` that each text uses, best over its paraphrases."""
+    share = np.asarray((rv.lexicon.transform(texts) @ words.T).todense(), dtype=np.float32)  # (n, T)
+    return np.maximum.reduceat(share, rv.target_starts, axis=1)
+
+
+def span_new_words(texts: list[str], rv: RubricVectors) -> np.ndarray:
+    """(len(texts), K): the share of each key point's words beyond the question's that each text uses."""
+    return _shares(texts, rv, rv.new_words)
+
+
+def word_share(text: str, rv: RubricVectors) -> np.ndarray:
+    """(K,) the share of each key point's content-word stems that ``text`` uses (best over its paraphrases).
+
+    A second signal beside the embeddings, for the calibration: MiniLM puts a correct paraphrase of a
+    one-line reference at 0.3-0.5 as often as a wrong answer on the topic, while the words a reference
+    names (the term, the structure, the operation) separate them better (eval/experiments.md).
+    """
+    return _shares([text], rv, rv.target_words)[0]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import numpy as np
 
 from .calibrate import Calibration, features_from
 from .guards import polarity_flipped, states_claim
-from .match import RubricVectors, Similarities, Span
+from .match import RubricVectors, Similarities, Span, span_new_words, span_text
 from .result import Evidence, KeyPointVerdict, Status
 from .rubric import Rubric
 from .segment import Clause
@@ -34,6 +34,15 @@ CLEAR_EVIDENCE = 0.50
 # 1.83 -> 1.17 of 5 (expected 0.7). Denials found by the negation guard alone earn 0: that guard is
 # noisier (eval/experiments.md), and drafted rubrics, which have no listed contradictions, are unaffected.
 LISTED_CONTRADICTION_CREDIT = -1.0
+# A key point no span comes near enough in embedding space is still partly made by a span that uses at
+# least this share of its words beyond the question's ("by reference by default, unless you specify const"
+# for "by reference."): MiniLM often puts such short or terse answers below the partial threshold. The
+# 140 Mohler answers this credits had a human mean of 4.4 of 5 (all answers 4.2); the 168 SAF training
+# answers 0.85 of 1 (all 0.73) (eval/experiments.md). The words extend the partial band downwards by its
+# own width (0.22 below the partial threshold by default), so strict thresholds stay strict; the span must
+# not deny the point, and a bare list of terms stays capped at keyword_list_credit.
+WORD_EVIDENCE = 0.5
+WORD_CREDIT = 0.5
 EVIDENCE_MARGIN = 0.10  # a span supports key points within this of its nearest key point
 CONFIDENCE_MARGIN = 0.10  # a similarity this far from every threshold is a confident call
 ZERO_SCORE_FLAGS = {"off_topic", "grader_instruction", "gibberish", "other_language", "question_restated_only"}
@@ -85,7 +94,8 @@ def judge_key_points(
     cannot be the evidence for more unrelated key points than it has room to state, so a bare list
     of terms or one generic sentence does not collect credit for everything it is near. Evidence must
     come nearer a key point than the question does, and a long sentence that makes no point by itself
-    never joins a window: padding an answer with on-topic filler does not add credit.
+    never joins a window: padding an answer with on-topic filler does not add credit. A point the
+    embeddings miss is partial when one span uses most of its words beyond the question's (WORD_EVIDENCE).
     """
     n_clauses, n_kp = len(view.clauses), len(rubric.key_points)
     span_excluded = np.array([view.excluded[list(s.clauses)].any() for s in view.spans], dtype=bool)
@@ -106,6 +116,7 @@ def judge_key_points(
     against = np.full(n_kp, -1.0)
     against_at = np.zeros(n_kp, dtype=int)
     listed = np.zeros(n_kp, dtype=bool)  # denied by stating one of the rubric's own contradictions
+    denied = np.zeros(support.shape, dtype=bool)  # (S, K) the span contains a clause that denies the point
     for k in range(n_kp):
         for c in np.flatnonzero(
             (sims.contradictions[:n_clauses, k] >= t.contradiction_threshold)
@@ -133,6 +144,7 @@ def judge_key_points(
                 against[k], against_at[k], listed[k] = support[c, k], c, False
             touches = np.array([flipped[list(s.clauses)].any() for s in view.spans], dtype=bool)
             support[touches, k] = -1.0
+            denied[touches, k] = True
     # Judged clause against clause, before spans are shared out: a denial stands unless another clause
     # clearly supports the point better (windows would let the undenied half of a point outvote it).
     clause_support = support[:n_clauses].max(axis=0)
@@ -160,6 +172,8 @@ def judge_key_points(
             owners[carrier[best[k]]].append(k)
         support[:, k] = column
 
+    words = span_new_words([span_text(view.clauses, s) for s in view.spans], rv)  # (S, K)
+    words = np.where(span_excluded[:, None] | denied, 0.0, words)
     verdicts = []
     for k, kp in enumerate(rubric.key_points):
         sim = float(support[best[k], k])
@@ -167,6 +181,15 @@ def judge_key_points(
             status, credit = "contradicted", (LISTED_CONTRADICTION_CREDIT if listed[k] else 0.0)
         else:
             status, credit = credit_for(sim, t)
+            j = int(words[:, k].argmax())
+            if (
+                status == "missing"
+                and words[j, k] >= WORD_EVIDENCE
+                and sims.key_points[j, k] >= t.partial_threshold - (t.covered_threshold - t.partial_threshold)
+                and not polarity_flipped(kp.text, span_text(view.clauses, view.spans[j]))
+            ):
+                best[k], sim = j, float(sims.key_points[j, k])
+                status, credit = "partial", WORD_CREDIT
             if credit > t.keyword_list_credit and span_keywords[best[k]]:
                 status, credit = "partial", t.keyword_list_credit
                 if "keyword_list" not in view.flags:
@@ -198,6 +221,7 @@ def points_for(
     coverage: float,
     calibration: Calibration | None = None,
     question_similarity: np.ndarray | None = None,
+    word_share: np.ndarray | None = None,
 ) -> float:
     """Points before penalties: the band of the covered count, or weighted coverage x max_score
     (through the calibration's mapping to the human scale when one is loaded)."""
@@ -206,7 +230,8 @@ def points_for(
         reached = [n for n in rubric.scoring.bands if n <= count]
         return float(rubric.scoring.bands[max(reached)]) if reached else 0.0
     if calibration is not None:
-        return calibration.share_of(features_from(verdicts, coverage, question_similarity)) * rubric.max_score
+        features = features_from(verdicts, coverage, question_similarity, word_share)
+        return calibration.share_of(features) * rubric.max_score
     return coverage * rubric.max_score
 
 

@@ -16,6 +16,7 @@ from grader.calibrate import load_calibration
 from grader.cli import app
 from grader.errors import GraderError
 from grader.grade import Grader
+from grader.match import RubricVectors, rubric_texts, word_share
 
 MOHLER_SAMPLE = 200
 
@@ -57,6 +58,27 @@ def test_calibration_changes_score_and_fingerprint(tmp_path, settings, grader, r
     plain, mapped = grader.grade(rubrics["max-pooling"], answer), calibrated.grade(rubrics["max-pooling"], answer)
     assert plain.fingerprint.calibration == "linear" and mapped.fingerprint.calibration == "tiny-test@v1"
     assert mapped.score != plain.score and mapped.coverage == plain.coverage
+
+
+def test_word_share_counts_a_key_points_stemmed_words(grader, rubrics):
+    rubric = rubrics["max-pooling"]
+    rv = RubricVectors.from_embeddings(rubric, grader.encoder.encode(rubric_texts(rubric)))
+    shares = word_share("The window slides over every feature map and keeps the largest values.", rv)
+    assert shares.shape == (len(rubric.key_points),)
+    assert shares[0] == pytest.approx(max(shares)) and 0.5 <= shares[0] < 1  # "slides", "maps", "keeps" stem alike
+    assert word_share(rubric.key_points[1].text, rv)[1] == pytest.approx(1.0)
+    assert not word_share("My grandmother bakes apple pie with cinnamon.", rv).any()
+
+
+def test_calibration_on_word_share_rewards_the_rubrics_words(tmp_path, settings, grader, rubrics):
+    x = np.linspace(0, 1, 40)[:, None]
+    fit_mapping(x, 0.1 + 0.8 * x[:, 0], ["word_share"], cal_id="words", fitted_on="synthetic").save(tmp_path / "w.json")
+    calibrated = Grader(settings.model_copy(update={"calibration_path": tmp_path / "w.json"}), encoder=grader.encoder)
+    own_words = "It shrinks the height and width of the feature maps, cutting computation in later layers."
+    other_words = "The picture gets smaller, so whatever comes after it has less arithmetic to do."
+    assert calibrated.grade(rubrics["max-pooling"], own_words).score > calibrated.grade(
+        rubrics["max-pooling"], other_words
+    ).score
 
 
 def test_bad_calibration_file_names_the_problem(tmp_path, settings, grader):

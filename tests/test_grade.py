@@ -2,6 +2,7 @@
 
 import pytest
 
+from grader.draft import draft_rubric
 from grader.errors import AnswerError, AnswerTooLarge
 from grader.segment import segment_answer
 
@@ -102,3 +103,22 @@ def test_stating_a_listed_contradiction_costs_the_key_points_weight(grader, rubr
     weights = {kp.id: kp.weight for kp in rubric.key_points}
     earned = sum(weights[v.id] * v.credit for v in result.key_points) / sum(weights.values())
     assert result.coverage == pytest.approx(max(0.0, earned), abs=1e-3) and result.coverage >= 0
+
+
+def test_a_point_made_in_the_keys_own_words_earns_partial_credit_unless_denied(grader):
+    # MiniLM leaves "Arrays are passed by reference." below the partial threshold for the key "by reference."
+    # (Mohler; human grade 5 of 5); the words it shares with the key beyond the question's make it partial.
+    rubric = draft_rubric("How are arrays passed to functions?", "by reference.", "arrays-passed")
+    made, denied = grader.grade_many(
+        [(rubric, "Arrays are passed by reference."), (rubric, "Arrays are never passed by reference.")]
+    )
+    assert [v.status for v in made.key_points] == ["partial"] and made.score > 0
+    assert denied.score == 0 and denied.key_points[0].status in ("missing", "contradicted")
+
+
+def test_restating_the_question_while_answering_it_is_not_restating_only(grader):
+    rubric = draft_rubric("What does the sizeof operator return?", "The size in bytes of its operand.", "sizeof")
+    result = grader.grade(rubric, "The sizeof operator returns the size of the operand.")
+    assert "question_restated_only" not in result.flags and result.score > 0
+    echo = grader.grade(rubric, "What does the sizeof operator return? The sizeof operator returns something.")
+    assert echo.score == 0

@@ -3,7 +3,15 @@
 import pytest
 
 from eval.attacks import RULES, load_cases
-from grader.guards import instruction_parts, is_instruction, is_keyword_list, is_negated, language_flag, polarity_flipped
+from grader.guards import (
+    adds_to_question,
+    instruction_parts,
+    is_instruction,
+    is_keyword_list,
+    is_negated,
+    language_flag,
+    polarity_flipped,
+)
 
 
 @pytest.mark.parametrize(
@@ -58,6 +66,15 @@ def test_keyword_lists_and_languages():
     assert language_flag("O(n)") is None  # too short to judge: a correct answer on Mohler
     assert language_flag("Die Normalisierung skaliert alle Merkmale auf einen gemeinsamen Wertebereich.") == "other_language"
     assert language_flag("Batch norm normalizes the activations of each layer.") is None
+    # A worked calculation is mostly digits and operators: not judged as a language (SAF humans: 0.9 of 1).
+    assert language_flag("P(B) = 0,6^3 * 0,4^3 = 0,0138 P(C) = (6 über 3) * 0,6^3 * 0,4^3 = 0,2765 so B < C < A") is None
+    assert language_flag("qwx 1 zzkv 2 pfft 3 hjkl 4 mnbv 5 trwq") == "gibberish"  # a few digits do not excuse mashing
+
+
+def test_a_clause_that_echoes_the_question_but_adds_the_keys_words_answers_it():
+    question, key = "What does the sizeof operator return?", ["The size in bytes of its operand."]
+    assert adds_to_question("The sizeof operator returns the size of the operand.", question, key)
+    assert not adds_to_question("The sizeof operator returns something.", question, key)
 
 
 @pytest.fixture(scope="module")
