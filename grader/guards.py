@@ -84,15 +84,19 @@ DIRECTED_LOOKAHEAD = 3  # "raises [the] bias": the thing a direction word acts o
 def _directed(tokens: list[str]) -> dict[str, int]:
     """What goes up or down: {"bias": +1, "variance": -1} for "raises bias but lowers variance"."""
     found: dict[str, int] = {}
+    mixed: set[str] = set()
     for i, token in enumerate(tokens):
         sign = 1 if token in _UP or token in _MOST else -1 if token in _DOWN or token in _LEAST else 0
         if not sign:
             continue
         for nxt in tokens[i + 1 : i + 1 + DIRECTED_LOOKAHEAD]:
             if nxt not in ENGLISH_STOP_WORDS and nxt not in _UP | _DOWN | _MOST | _LEAST:
-                found.setdefault(nxt, sign)
+                if found.setdefault(nxt, sign) != sign:
+                    mixed.add(nxt)
                 break
-    return found
+    # "speed increased by a factor of 10, so the diameter decreased by the factor": both ways, no direction.
+    return {w: d for w, d in found.items() if w not in mixed}
+
 
 
 def _reversed(statement: list[str], evidence: list[str]) -> bool:
@@ -101,11 +105,37 @@ def _reversed(statement: list[str], evidence: list[str]) -> bool:
     shared = said.keys() & answered.keys()
     if shared:
         return any(said[w] == -answered[w] for w in shared)
+    # Each side moves its own thing and neither names the other's ("reduces the overhead" vs "increases
+    # latency"): two different things, no reversal. "shrinks the feature maps" vs "enlarges the height of
+    # the feature maps" names the statement's thing, so the clauses are compared as a whole.
+    if said and answered and not (said.keys() & set(evidence) or answered.keys() & set(statement)):
+        return False
     for up_words, down_words in ((_UP, _DOWN), (_MOST, _LEAST)):
         d = _direction(set(statement), up_words, down_words)
         if d != 0 and _direction(set(evidence), up_words, down_words) == -d:
             return True
     return False
+
+
+# A negation inside a condition or a contrast with something else ("when an array is not declared static,
+# it is created on every call", "if not, push it", "whereas the while loop may never run") does not deny
+# the main claim. Relative pronouns ("an array that is not static") were tried too: they also excuse
+# "it means that it does not ...", and gained no more than 0.005 (eval/experiments.md).
+_SUBORDINATE = re.compile(
+    r"\b(?:if|unless|whether|when|whenever|whereas|while|although|though|unlike|otherwise)\b", re.IGNORECASE
+)
+# A statement that restricts ("can only be accessed inside", "initialized only once", "the sender port is
+# optional", "avoids making copies") is restated, not denied, by a negation ("cannot be used outside",
+# "not initialized each time", "does not have to copy"): on Mohler these were most of the wrong flags.
+_RESTRICTION = {
+    "only", "optional", "optionally", "avoid", "avoids", "prevent", "prevents", "once", "except", "unless",
+    "maximum", "minimum", "least", "limit", "limits", "limited",
+}
+
+
+def restricts(statement: str) -> bool:
+    """Whether ``statement`` states a limit, which a negation rephrases instead of denying."""
+    return bool(_RESTRICTION & set(words(statement)))
 
 
 def polarity_flipped(statement: str, evidence: str) -> bool:
@@ -115,7 +145,12 @@ def polarity_flipped(statement: str, evidence: str) -> bool:
     Only added negation counts: an answer that drops a statement's own "no" usually rephrases it
     ("no learnable parameters" -> "parameter-free"), which says the same thing.
     """
-    negated = is_negated(evidence) and not is_negated(statement) and denies_statement(statement, evidence)
+    negated = (
+        is_negated(evidence)
+        and not is_negated(statement)
+        and not restricts(statement)
+        and denies_statement(statement, evidence)
+    )
     swapped = _reversed(words(statement), words(evidence))
     return negated != swapped
 
@@ -136,6 +171,8 @@ def denies_statement(statement: str, evidence: str) -> bool:
     """
     said = content_stems(statement)
     for m in _NEGATION.finditer(evidence):
+        if _SUBORDINATE.search(_SCOPE_END.split(evidence[: m.start()])[-1]):
+            continue
         rest = _SCOPE_END.split(evidence[m.end():], maxsplit=1)[0]
         scope = [w for w in words(rest) if w not in ENGLISH_STOP_WORDS and len(w) > 2][:SCOPE_WORDS]
         if any(_stem(w) in said for w in scope):

@@ -30,6 +30,18 @@ from grader.guards import (
         ("A residual block adds its input to its output.", "It concatenates them instead of adding them.", True),
         ("A constructor is called whenever an object is created.", "Also a constructor cannot return values.", False),
         ("The UDP header has a fixed length.", "UDP does not have a sequence number field.", False),
+        # A negation in a condition or a contrast is not a denial of the main claim; the main clause still is.
+        ("A static array lives as long as the program.", "When an array is not static, it is made per call.", False),
+        ("It normalizes the activations.", "It does not normalize the activations, so training is slower.", True),
+        # A restriction is restated by a negation, not denied ("only inside" = "not outside").
+        ("Local variables are only seen inside their function.", "They cannot be used outside that function.", False),
+        # Directions about different things are no reversal; a thing moved both ways has no direction.
+        ("Frame bursting reduces the overhead for small frames.", "Frame bursting increases the latency.", False),
+        (
+            "The diameter decreases by a factor of 10.",
+            "If the speed increases by a factor of 10, the diameter decreases by that factor.",
+            False,
+        ),
     ],
 )
 def test_polarity_flips_on_added_negation_and_reversed_direction_only(statement, evidence, flipped):
