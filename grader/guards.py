@@ -98,7 +98,6 @@ def _directed(tokens: list[str]) -> dict[str, int]:
     return {w: d for w, d in found.items() if w not in mixed}
 
 
-
 def _reversed(statement: list[str], evidence: list[str]) -> bool:
     """Opposite directions about the same thing, or, failing a shared thing, about the clause as a whole."""
     said, answered = _directed(statement), _directed(evidence)
@@ -134,7 +133,7 @@ _RESTRICTION = {
 
 
 def restricts(statement: str) -> bool:
-    """Whether ``statement`` states a limit, which a negation rephrases instead of denying."""
+    """Whether ``statement`` states a limit, which a negation usually rephrases instead of denying."""
     return bool(_RESTRICTION & set(words(statement)))
 
 
@@ -148,8 +147,7 @@ def polarity_flipped(statement: str, evidence: str) -> bool:
     negated = (
         is_negated(evidence)
         and not is_negated(statement)
-        and not restricts(statement)
-        and denies_statement(statement, evidence)
+        and denies_statement(statement, evidence, restricted=restricts(statement))
     )
     swapped = _reversed(words(statement), words(evidence))
     return negated != swapped
@@ -159,15 +157,17 @@ SCOPE_WORDS = 3  # the content words after a negation cue that it negates ("does
 _SCOPE_END = re.compile(r"[,;:.!?()\[\]]")
 
 
-def denies_statement(statement: str, evidence: str) -> bool:
+def denies_statement(statement: str, evidence: str, restricted: bool = False) -> bool:
     """Whether a negation in ``evidence`` negates something ``statement`` says.
 
     "A constructor cannot return values" does not deny "a constructor is called whenever an object is
     created", nor does "UDP does not have a sequence number field" deny "the UDP header has a fixed
     length": what follows the cue is not what the statement asserts. A cue denies the statement when
     one of the first few content words it governs is a word of the statement (on Mohler and SAF this
-    halved the answers wrongly flagged as contradictions; eval/experiments.md). Contrasts about the
-    same words ("only inside" vs "not outside the function") still count as denials.
+    halved the answers wrongly flagged as contradictions; eval/experiments.md). A ``restricted``
+    statement (see ``restricts``) is denied only when every word the cue governs is one of its own:
+    "cannot be used outside the function" rephrases "can only be accessed inside the function", while
+    "does not keep the largest value" still denies "keeps only the largest value".
     """
     said = content_stems(statement)
     for m in _NEGATION.finditer(evidence):
@@ -175,7 +175,8 @@ def denies_statement(statement: str, evidence: str) -> bool:
             continue
         rest = _SCOPE_END.split(evidence[m.end():], maxsplit=1)[0]
         scope = [w for w in words(rest) if w not in ENGLISH_STOP_WORDS and len(w) > 2][:SCOPE_WORDS]
-        if any(_stem(w) in said for w in scope):
+        hits = [_stem(w) in said for w in scope]
+        if (all(hits) and bool(hits)) if restricted else any(hits):
             return True
     return False
 

@@ -35,6 +35,8 @@ from grader.guards import (
         ("It normalizes the activations.", "It does not normalize the activations, so training is slower.", True),
         # A restriction is restated by a negation, not denied ("only inside" = "not outside").
         ("Local variables are only seen inside their function.", "They cannot be used outside that function.", False),
+        # ... but a negation of exactly what the restriction says still denies it.
+        ("Max pooling keeps only the largest value.", "Max pooling does not keep the largest value.", True),
         # Directions about different things are no reversal; a thing moved both ways has no direction.
         ("Frame bursting reduces the overhead for small frames.", "Frame bursting increases the latency.", False),
         (
