@@ -7,6 +7,10 @@ the ceiling the API's micro-batching tries to approach. Writes a Markdown table 
 benchmarks/results/load.md.
 
     python benchmarks/load.py [--requests 300] [--clients 1 4 16]
+    python benchmarks/load.py --postgres --workers 2 --out benchmarks/results/load-postgres.md
+
+``--postgres`` starts a throwaway PostgreSQL server (tests/pgserver.py, Debian's binaries) for the
+store instead of SQLite; ``--workers`` runs ``grader serve --workers N`` (each loads its own model).
 """
 
 from __future__ import annotations
@@ -73,17 +77,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(tmp: Path, port: int) -> subprocess.Popen:
+def start_server(tmp: Path, port: int, database_url: str | None = None, workers: int = 1) -> subprocess.Popen:
     rubrics = tmp / "rubrics"
     rubrics.mkdir()
     (rubrics / "bench-batch-norm.yaml").write_text(RUBRIC)
     env = {
         **os.environ,
         "GRADER_RUBRICS_DIR": str(rubrics),
-        "GRADER_DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}",
+        "GRADER_DATABASE_URL": database_url or f"sqlite:///{tmp / 'bench.db'}",
         "HF_HUB_OFFLINE": "1",
     }
-    cmd = [sys.executable, "-m", "grader.cli", "serve", "--port", str(port)]
+    cmd = [sys.executable, "-m", "grader.cli", "serve", "--port", str(port), "--workers", str(workers)]
     server = subprocess.Popen(cmd, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -161,6 +165,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="requests per concurrency level")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--workers", type=int, default=1, help="server processes (grader serve --workers)")
+    parser.add_argument("--postgres", action="store_true", help="store in a throwaway PostgreSQL instead of SQLite")
     args = parser.parse_args()
 
     answers = make_answers(args.requests * (len(args.clients) + 1))
@@ -169,7 +175,15 @@ def main() -> None:
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
         started = time.perf_counter()
-        server = start_server(Path(tmp), port)
+        database_url, postgres = None, None
+        if args.postgres:
+            sys.path.insert(0, str(ROOT / "tests"))
+            from pgserver import start_postgres
+
+            pg_root = Path(tempfile.mkdtemp(prefix="grader-pg-"))
+            postgres = start_postgres(pg_root)
+            database_url = postgres.create_database("bench")
+        server = start_server(Path(tmp), port, database_url, args.workers)
         print(f"server ready in {time.perf_counter() - started:.1f} s", flush=True)
         try:
             asyncio.run(load(base_url, answers[: args.requests], 4))  # warm-up, not reported
@@ -188,12 +202,15 @@ def main() -> None:
             load_avg = os.getloadavg()[0]
         finally:
             server.terminate()
-            server.wait(30)
+            server.wait(60)
+            if postgres is not None:
+                postgres.stop()
     bare, spans_per_answer = bare_encoder_rate(answers[: args.requests], chunk=64)
     top = max(runs, key=lambda r: r.clients)
     ratio = top.rps / bare
     print(f"bare encoder: {bare:.1f} answers/s ({spans_per_answer} spans each); {top.clients}-client ratio {ratio:.2f}")
-    write_report(args.out, runs, bare, ratio, top.clients, words, spans_per_answer, load_avg)
+    store = "PostgreSQL" if args.postgres else "SQLite"
+    write_report(args.out, runs, bare, ratio, top.clients, words, spans_per_answer, load_avg, store, args.workers)
 
 
 def micro_batch_totals(base_url: str) -> tuple[float, float]:
@@ -207,7 +224,9 @@ def micro_batch_delta(base_url: str, before: tuple[float, float]) -> float:
     return (total - before[1]) / max(count - before[0], 1)
 
 
-def write_report(out: Path, runs: list[Run], bare: float, ratio: float, top: int, words, spans, load_avg) -> None:
+def write_report(
+    out: Path, runs: list[Run], bare: float, ratio: float, top: int, words, spans, load_avg, store="SQLite", workers=1
+) -> None:
     rows = "\n".join(
         f"| {r.clients} | {r.requests} | {r.percentile(50):.1f} | {r.percentile(99):.1f} | {r.rps:.1f} "
         f"| {r.mean_batch:.1f} |"
@@ -219,7 +238,7 @@ def write_report(out: Path, runs: list[Run], bare: float, ratio: float, top: int
 
 `python benchmarks/load.py` — a real `grader serve` on 127.0.0.1, `POST /v1/grade` with a stored
 5-key-point rubric and distinct ~{words:.0f}-word answers ({spans} encoded spans each), every result
-stored in SQLite. {os.cpu_count()} CPU cores, no GPU; the load generator runs on the same cores
+stored in {store}; {workers} server process(es). {os.cpu_count()} CPU cores, no GPU; the load generator runs on the same cores
 (1-minute load average at the end: {load_avg:.1f}{"; other work shared the cores, so these numbers are pessimistic" if load_avg > (os.cpu_count() or 1) + 0.5 else ""}).
 
 | clients | requests | p50 latency (ms) | p99 latency (ms) | requests/s | mean micro-batch |
