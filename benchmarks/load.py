@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import socket
@@ -171,18 +172,16 @@ def main() -> None:
 
     answers = make_answers(args.requests * (len(args.clients) + 1))
     words = statistics.mean(len(a.split()) for a in answers)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
         started = time.perf_counter()
-        database_url, postgres = None, None
+        database_url = None
         if args.postgres:
             sys.path.insert(0, str(ROOT / "tests"))
-            from pgserver import start_postgres
+            from pgserver import throwaway_postgres
 
-            pg_root = Path(tempfile.mkdtemp(prefix="grader-pg-"))
-            postgres = start_postgres(pg_root)
-            database_url = postgres.create_database("bench")
+            database_url = stack.enter_context(throwaway_postgres()).create_database("bench")
         server = start_server(Path(tmp), port, database_url, args.workers)
         print(f"server ready in {time.perf_counter() - started:.1f} s", flush=True)
         try:
@@ -203,8 +202,6 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(60)
-            if postgres is not None:
-                postgres.stop()
     bare, spans_per_answer = bare_encoder_rate(answers[: args.requests], chunk=64)
     top = max(runs, key=lambda r: r.clients)
     ratio = top.rps / bare

@@ -78,6 +78,23 @@ def rubric_for_row(row: dict, rubrics: dict[str, Rubric], drafts: MutableMapping
     return drafts[key]
 
 
+def rubrics_for_rows(
+    rows: list[dict], rubrics: dict[str, Rubric], drafts: MutableMapping[str, Rubric], max_chars: int
+) -> list[Rubric | GraderError]:
+    """Each row's rubric (stored, or drafted from its reference into ``drafts``), or why the row cannot be graded."""
+    chosen: list[Rubric | GraderError] = []
+    for row in rows:
+        try:
+            if is_given(row.get("read_error")):
+                raise GraderError(str(row["read_error"]))
+            if not is_given(row.get("answer")):
+                raise AnswerError("row has no answer (the 'answer' value is missing)", field="answer")
+            chosen.append(rubric_for_row(row, rubrics, drafts, max_chars))
+        except GraderError as err:
+            chosen.append(err)
+    return chosen
+
+
 def grade_batch(
     frame: pd.DataFrame,
     grader: Grader,
@@ -92,17 +109,7 @@ def grade_batch(
     """
     drafts = {} if drafts is None else drafts
     rows = frame.to_dict("records")
-    max_chars = grader.settings.max_answer_chars
-    chosen: list[Rubric | GraderError] = []
-    for row in rows:
-        try:
-            if is_given(row.get("read_error")):
-                raise GraderError(str(row["read_error"]))
-            if not is_given(row.get("answer")):
-                raise AnswerError("row has no answer (the 'answer' value is missing)", field="answer")
-            chosen.append(rubric_for_row(row, rubrics, drafts, max_chars))
-        except GraderError as err:
-            chosen.append(err)
+    chosen = rubrics_for_rows(rows, rubrics, drafts, grader.settings.max_answer_chars)
 
     # One grade_many call per frame; identical (rubric, answer) pairs share one grade.
     slot: dict[tuple[str, object], int] = {}

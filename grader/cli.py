@@ -113,13 +113,13 @@ def serve(
     from .store import Store
 
     settings = get_settings()
-    Store(settings.database_url)  # migrate the schema once here, not in N workers at the same moment
     bind = {"host": host or settings.host, "port": port or settings.port, "log_level": "info"}
     if workers == 1:
         from api.app import create_app
 
         uvicorn.run(create_app(settings), **bind)
     else:  # worker processes build their own app (and read the same GRADER_* settings)
+        Store(settings.database_url)  # migrate the schema once here, not in N workers at the same moment
         uvicorn.run("api.app:create_app", factory=True, workers=workers, **bind)
 
 

@@ -35,7 +35,7 @@ import pandas as pd
 import pyarrow as pa
 
 # The local engine's own row logic, so both engines resolve, tally and draft alike.
-from .batch import DEFAULT_CHUNK_ROWS, BatchSummary, GradeBatch, is_given, rubric_for_row, tally_of, write_drafts
+from .batch import DEFAULT_CHUNK_ROWS, BatchSummary, GradeBatch, rubrics_for_rows, tally_of, write_drafts
 from .errors import GraderError, MissingExtra
 from .files import OUTPUT_COLUMNS, OUTPUT_SCHEMA, AnswerFile, file_format, open_writer
 from .jobs import ChunkTally
@@ -209,11 +209,5 @@ def run_ray_batch(
 
 def _draft_references(chunk: pd.DataFrame, rubrics: dict[str, Rubric], drafts: dict[str, Rubric], max_chars: int) -> None:
     """Draft the rubrics of ``question`` + ``reference`` rows into ``drafts``, as the local engine
-    would; a row whose draft fails stays an error row, raised again by the actor that grades it."""
-    for row in chunk.to_dict("records"):
-        if is_given(row.get("read_error")) or not is_given(row.get("answer")):
-            continue  # grade_batch reports these rows before it looks at their rubric
-        try:
-            rubric_for_row(row, rubrics, drafts, max_chars)
-        except GraderError:
-            pass
+    would; a row whose draft fails stays an error row, reported again by the actor that grades it."""
+    rubrics_for_rows(chunk.to_dict("records"), rubrics, drafts, max_chars)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +13,7 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from pgserver import PostgresServer, PostgresUnavailable, start_postgres  # noqa: E402
+from pgserver import PostgresServer, PostgresUnavailable, throwaway_postgres  # noqa: E402
 
 from grader.grade import Grader  # noqa: E402
 from grader.rubric import load_rubrics  # noqa: E402
@@ -89,14 +87,8 @@ def serve_app(settings: Settings) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL server for the session (tests/pgserver.py); skips with the reason if none can start."""
-    root = Path(tempfile.mkdtemp(prefix="grader-pg-"))  # not under pytest's 0700 tmp: the server runs as 'postgres'
     try:
-        server = start_postgres(root)
+        with throwaway_postgres() as server:
+            yield server
     except PostgresUnavailable as err:
-        shutil.rmtree(root, ignore_errors=True)
         pytest.skip(f"PostgreSQL unavailable: {err}")
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)

@@ -13,6 +13,9 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +32,8 @@ def _binary(name: str) -> str | None:
     return candidates[-1] if candidates else None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -83,7 +87,7 @@ def start_postgres(root: Path) -> PostgresServer:
     sockets.mkdir()
     if run_as:
         os.chown(sockets, pw.pw_uid, pw.pw_gid)
-    port = _free_port()
+    port = free_port()
 
     def run(*args: str) -> None:
         done = subprocess.run([*run_as, *args], capture_output=True, text=True)
@@ -95,3 +99,20 @@ def start_postgres(root: Path) -> PostgresServer:
     options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
     run(pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "server.log"), "-w", "-t", "60", "start")
     return PostgresServer(root, port, run_as, pg_ctl)
+
+
+@contextmanager
+def throwaway_postgres() -> Iterator[PostgresServer]:
+    """A server in a new temporary directory, stopped and removed afterwards (also when start-up fails).
+
+    Not under pytest's temporary directories: those are private to root, and the server runs as 'postgres'.
+    """
+    root = Path(tempfile.mkdtemp(prefix="grader-pg-"))
+    try:
+        server = start_postgres(root)
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -15,7 +15,7 @@ from sqlalchemy import inspect, text
 
 from grader.errors import UnknownRubric
 from grader.jobs import ChunkTally, JobLedger, LeaseLost
-from grader.rubric import parse_rubric
+from grader.rubric import Rubric, parse_rubric
 from grader.store import Base, EmbeddingRow, Store, _alembic_config, make_engine, schema_revision
 
 HEAD = "0003"
@@ -29,7 +29,7 @@ def store_url(request, tmp_path) -> str:
     return request.getfixturevalue("postgres").create_database(f"t_{uuid.uuid4().hex[:12]}")
 
 
-def _rubric(rid: str = "store-test", text_: str = "It normalises each feature.") -> object:
+def _rubric(rid: str = "store-test", text_: str = "It normalises each feature.") -> Rubric:
     return parse_rubric(
         {"id": rid, "question": "Why normalise features?", "key_points": [{"id": "kp1", "text": text_}]}, "test"
     )

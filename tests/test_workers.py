@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pgserver import free_port
 from sqlalchemy import create_engine, text
 
 pytestmark = pytest.mark.slow
@@ -23,17 +23,11 @@ KEY = "workers-test-key"
 WORKERS = 4
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def cluster(postgres, tmp_path_factory):
     """Four server processes sharing one PostgreSQL database; yields (base URL, database URL)."""
     db_url = postgres.create_database(f"w_{uuid.uuid4().hex[:12]}")
-    port, folder = _free_port(), tmp_path_factory.mktemp("workers")
+    port, folder = free_port(), tmp_path_factory.mktemp("workers")
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",

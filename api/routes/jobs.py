@@ -106,7 +106,7 @@ class JobRunner:
         self._wake.set()
         self._thread.join(timeout)
 
-    def submit(self, job_id: str) -> None:
+    def wake(self) -> None:
         """A new job is queued in the store: look now instead of at the next poll."""
         self._wake.set()
 
@@ -250,7 +250,7 @@ def _create(runner: JobRunner, form_file: UploadFile | None, body: object, fmt: 
         source="api",
         state="queued",
     )
-    runner.submit(job_id)
+    runner.wake()
     return job
 
 
