@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from grader.calibrate import Calibration
+from grader.calibrate import FEATURES, Calibration
 from grader.grade import Grader
 
 from .baselines import BASELINES, baseline_scores
@@ -22,7 +22,7 @@ from .harness import grade_table
 from .metrics import agreement, per_question
 
 OURS = "ours"
-OUR_FEATURES = ["coverage", "similarity_mean", "similarity_min", "similarity_max", "relative_mean", "word_share"]
+OUR_FEATURES = list(FEATURES)
 METHODS = {OURS: OUR_FEATURES, **{name: [name] for name in BASELINES}}
 MAPPINGS = ("linear", "transfer", "cv")
 

@@ -50,10 +50,20 @@ def artefact_path(method: str, directory: Path = CALIBRATION_DIR) -> Path:
 
 
 def save_transfer(transfer: dict[str, Calibration], directory: Path = CALIBRATION_DIR) -> None:
-    """Write every method's mapping; ours is the shipped artefact and takes the shipped name."""
+    """Write every method's mapping; ours is the shipped artefact and takes the shipped name.
+
+    A mapping that differs from the one on disk (other than in its notes) gets the next version, so
+    fingerprints tell grades made by the two apart.
+    """
     transfer[OURS] = transfer[OURS].model_copy(update={"id": SHIPPED})
     for method, cal in transfer.items():
-        cal.save(artefact_path(method, directory))
+        path = artefact_path(method, directory)
+        if path.is_file():
+            old = Calibration.model_validate_json(path.read_text(encoding="utf-8"))
+            changed = old.model_dump(exclude={"version", "notes"}) != cal.model_dump(exclude={"version", "notes"})
+            cal = cal.model_copy(update={"version": old.version + changed})
+        transfer[method] = cal  # the report names the version it saved
+        cal.save(path)
 
 
 def load_transfer(directory: Path = CALIBRATION_DIR) -> dict[str, Calibration] | None:

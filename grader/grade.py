@@ -1,7 +1,8 @@
 """The one grading path. The CLI, the API, batch jobs and the eval harness all call ``Grader.grade_many``.
 
 Many answers are graded together: every span of every answer, and the texts of rubrics not yet
-cached, are embedded in a single ``encode`` call; the rest is matrix products per answer.
+cached, are embedded in a single ``encode`` call, and every clause with the key points of those
+rubrics in a single ``encode_tokens`` call; the rest is matrix products per answer.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ from .guards import (
     polarity_flipped,
     states_claim,
 )
-from .match import RubricVectors, answer_spans, rubric_texts, similarities, span_text, word_share
+from .match import (
+    RubricVectors,
+    answer_spans,
+    rubric_texts,
+    similarities,
+    span_text,
+    token_texts,
+    word_share,
+)
 from .result import Evidence, Fingerprint, GradeResult, MisconceptionHit
 from .rubric import Rubric
 from .score import ZERO_SCORE_FLAGS, REVIEW_FLAGS, AnswerView, confidence_of, coverage_of, judge_key_points, points_for
@@ -128,20 +137,32 @@ class Grader:
             except GraderError as err:
                 prepared.append(err)
 
-        # One encode call: every distinct span text, plus the texts of rubrics not yet cached.
+        # One encode call: every distinct span text, plus the texts of rubrics not yet cached (a rubric
+        # whose embeddings the shared store holds needs only its word tokens).
         todo = [p for p in prepared if not isinstance(p, GraderError)]
         spans_of = [answer_spans(clauses) for _, _, clauses in todo]
         span_texts = [span_text(clauses, s) for (_, _, clauses), spans in zip(todo, spans_of) for s in spans]
         rubrics = {r.content_hash: r for r, _, _ in todo}
-        missing = [r for r in rubrics.values() if not self._cached(r)]
-        unique = list(dict.fromkeys(span_texts + [t for r in missing for t in rubric_texts(r)]))
+        # Looked up once: each answer uses the vectors found or built here, whatever the cache evicts meanwhile.
+        rvs = {h: self.cache.get(self._cache_key(h)) for h in rubrics}
+        fresh = [r for h, r in rubrics.items() if rvs[h] is None]
+        stored = {r.content_hash: self._stored(r) for r in fresh}
+        to_embed = [t for r in fresh if stored[r.content_hash] is None for t in rubric_texts(r)]
+        unique = list(dict.fromkeys(span_texts + to_embed))
         vectors = self.encoder.encode(unique)
         row = {t: i for i, t in enumerate(unique)}
-        for r in missing:
-            embeddings = vectors[[row[t] for t in rubric_texts(r)]]
-            self.cache.put(self._cache_key(r.content_hash), RubricVectors.from_embeddings(r, embeddings))
-            if self.vectors is not None:
-                self.vectors.save_embeddings(self._cache_key(r.content_hash), embeddings)
+        # One encode_tokens call: every clause, plus the key points of rubrics not yet cached.
+        clause_texts = [c.text for _, _, clauses in todo for c in clauses]
+        token_unique = list(dict.fromkeys(clause_texts + [t for r in fresh for t in token_texts(r)]))
+        tokens = dict(zip(token_unique, self.encoder.encode_tokens(token_unique)))
+        for r in fresh:
+            embeddings = stored[r.content_hash]
+            if embeddings is None:
+                embeddings = vectors[[row[t] for t in rubric_texts(r)]]
+                if self.vectors is not None:
+                    self.vectors.save_embeddings(self._cache_key(r.content_hash), embeddings)
+            rvs[r.content_hash] = RubricVectors.from_embeddings(r, embeddings, [tokens[t] for t in token_texts(r)])
+            self.cache.put(self._cache_key(r.content_hash), rvs[r.content_hash])
 
         results: list[GradeResult | GraderError] = []
         it = iter(zip(todo, spans_of))
@@ -150,32 +171,23 @@ class Grader:
                 results.append(p)
                 continue
             (rubric, text, clauses), spans = next(it)
-            rv = self._rubric_vectors(rubric)
+            rv = rvs[rubric.content_hash]
             span_vecs = vectors[[row[span_text(clauses, s)] for s in spans]]
-            results.append(self._judge(rubric, rv, text, clauses, spans, span_vecs))
+            clause_tokens = [tokens[c.text] for c in clauses]
+            results.append(self._judge(rubric, rv, text, clauses, spans, span_vecs, clause_tokens))
         return results
 
     def _cache_key(self, rubric_hash: str) -> str:
         return f"{self.encoder.weights_hash}:{rubric_hash}"
 
-    def _cached(self, rubric: Rubric) -> bool:
-        """Whether the rubric's key-point embeddings are at hand: in memory, or in the shared store."""
-        key = self._cache_key(rubric.content_hash)
-        if self.cache.get(key) is not None:
-            return True
-        embeddings = self.vectors.load_embeddings(key) if self.vectors is not None else None
+    def _stored(self, rubric: Rubric) -> np.ndarray | None:
+        """The rubric's key-point embeddings from the shared store, when it holds them for this model."""
+        embeddings = self.vectors.load_embeddings(self._cache_key(rubric.content_hash)) if self.vectors else None
         if embeddings is None or embeddings.shape != (len(rubric_texts(rubric)), self.encoder.dim):
-            return False
-        self.cache.put(key, RubricVectors.from_embeddings(rubric, embeddings))
-        return True
+            return None
+        return embeddings
 
-    def _rubric_vectors(self, rubric: Rubric) -> RubricVectors:
-        rv = self.cache.get(self._cache_key(rubric.content_hash))
-        if rv is None:  # cache disabled or evicted within this call: encode this rubric alone
-            rv = RubricVectors.from_embeddings(rubric, self.encoder.encode(rubric_texts(rubric)))
-        return rv
-
-    def _judge(self, rubric, rv, text, clauses, spans, span_vecs) -> GradeResult:
+    def _judge(self, rubric, rv, text, clauses, spans, span_vecs, clause_tokens) -> GradeResult:
         t = self.thresholds_for(rubric)
         sims = similarities(span_vecs, rv)
         n = len(clauses)
@@ -196,7 +208,7 @@ class Grader:
         if restated.any():
             flags.append("question_restated_only" if (restated | instruction).all() else "question_restated")
         excluded = instruction | restated
-        view = AnswerView(text, clauses, spans, excluded, keyword, nearest_point, flags)
+        view = AnswerView(text, clauses, spans, excluded, keyword, nearest_point, flags, clause_tokens)
         verdicts = judge_key_points(rubric, rv, sims, view, t)
 
         eligible = np.array([not excluded[list(s.clauses)].any() for s in spans], dtype=bool)

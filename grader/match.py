@@ -3,6 +3,13 @@
 Spans are the clauses, windows of 2-3 adjacent clauses (a point may be made across a clause
 boundary) and, for short answers, the whole answer. Each key point is compared with its text and
 its paraphrases (the best wins), and separately with its contradictions.
+
+Beside the sentence vectors, each key point is aligned word by word with the answer (``alignment``):
+the model's contextual vector of every word token of the key point finds its nearest token in the
+answer, as BERTScore's recall does. A sentence vector averages a short reference and a short answer
+into a blur in which a correct paraphrase and a wrong answer on the topic land equally near; the
+token alignment keeps which of the key point's words the answer expresses, in any wording
+(eval/experiments.md, round five).
 """
 
 from __future__ import annotations
@@ -30,6 +37,11 @@ def rubric_texts(rubric: Rubric) -> list[str]:
     return texts
 
 
+def token_texts(rubric: Rubric) -> list[str]:
+    """The rubric texts aligned token by token: the question, then each key point's text and paraphrases."""
+    return [rubric.question, *(t for kp in rubric.key_points for t in (kp.text, *kp.paraphrases))]
+
+
 @dataclass(frozen=True)
 class RubricVectors:
     """A rubric's embeddings, grouped so one matrix product scores every key point."""
@@ -47,9 +59,18 @@ class RubricVectors:
     lexicon: CountVectorizer  # the content-word stems of the targets
     target_words: sparse.csr_matrix  # (T, V) 1 where a target uses the stem, rows scaled to sum to 1
     new_words: sparse.csr_matrix  # (T, V) the same for the stems the question does not use
+    tokens: np.ndarray  # (N, d) the word tokens of every target, target after target
+    token_weights: np.ndarray  # (N,) how far each token is from every word of the question (1 - nearest)
+    token_starts: np.ndarray  # (T,) first token row of each target
 
     @classmethod
-    def from_embeddings(cls, rubric: Rubric, vectors: np.ndarray) -> "RubricVectors":
+    def from_embeddings(
+        cls, rubric: Rubric, vectors: np.ndarray, tokens: list[np.ndarray] | None = None
+    ) -> "RubricVectors":
+        """From the embeddings of ``rubric_texts`` and the word-token vectors of ``token_texts``.
+
+        Without ``tokens`` (a rubric check that grades nothing) the alignment is 0 everywhere.
+        """
         rows = iter(range(len(vectors)))
         question = vectors[next(rows)]
         targets, texts, starts, contra, owner, contra_texts, main = [], [], [], [], [], [], []
@@ -68,6 +89,12 @@ class RubricVectors:
         targets_arr = np.asarray(targets, dtype=np.float32)
         kp_vecs = targets_arr[main]
         lexicon, target_words, new_words = _target_words(texts, rubric.question)
+        asked, *per_target = tokens if tokens is not None else [np.zeros((0, dim), np.float32)] * (1 + len(texts))
+        # A target with no word token keeps one zero-weight row, so every target owns a slice.
+        per_target = [t if len(t) else np.zeros((1, dim), np.float32) for t in per_target]
+        token_rows = np.concatenate(per_target).astype(np.float32)
+        nearest_asked = (token_rows @ asked.T).max(axis=1, initial=0.0)
+        weights = np.where(np.abs(token_rows).sum(axis=1) > 0, 1.0 - np.clip(nearest_asked, 0.0, 1.0), 0.0)
         return cls(
             question=question,
             targets=targets_arr,
@@ -82,6 +109,9 @@ class RubricVectors:
             lexicon=lexicon,
             target_words=target_words,
             new_words=new_words,
+            tokens=token_rows,
+            token_weights=weights.astype(np.float32),
+            token_starts=np.cumsum([0, *(len(t) for t in per_target[:-1])]),
         )
 
 
@@ -125,6 +155,23 @@ def word_share(text: str, rv: RubricVectors) -> np.ndarray:
     names (the term, the structure, the operation) separate them better (eval/experiments.md).
     """
     return _shares([text], rv, rv.target_words)[0]
+
+
+def alignment(answer_tokens: np.ndarray, rv: RubricVectors) -> np.ndarray:
+    """(K,) how much of each key point's wording the answer expresses, 0..1 (best over its paraphrases).
+
+    Each word token of the key point takes the similarity of its nearest token in the answer; the
+    mean is weighted by how far the token is from every word of the question, since repeating the
+    question's words says nothing. ``answer_tokens`` are the word-token vectors of the clauses that
+    may earn credit (``Encoder.encode_tokens``).
+    """
+    if not len(answer_tokens):
+        return np.zeros(len(rv.target_starts), dtype=np.float32)
+    nearest = np.clip((rv.tokens @ answer_tokens.T).max(axis=1), 0.0, 1.0)  # (N,)
+    matched = np.add.reduceat(nearest * rv.token_weights, rv.token_starts)
+    total = np.add.reduceat(rv.token_weights, rv.token_starts)
+    per_target = np.where(total > 0, matched / np.maximum(total, 1e-6), 0.0)
+    return np.maximum.reduceat(per_target, rv.target_starts).astype(np.float32)
 
 
 @dataclass(frozen=True)

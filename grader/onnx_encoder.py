@@ -22,7 +22,7 @@ from threading import Lock
 
 import numpy as np
 
-from .encoder import packaged_model_path, weights_hash
+from .encoder import packaged_model_path, weights_hash, word_tokens
 from .errors import GraderError, MissingExtra
 
 # Bump when the export or quantization changes, so stale cached files are never reused.
@@ -206,7 +206,7 @@ class OnnxEncoder:
         self.weights_hash = weights_hash(self.path.parent, (QUANTIZED_FILE,))
         self.source = source
         self.batch_size = min(batch_size, MAX_ONNX_BATCH)
-        self.calls = 0
+        self.calls = self.token_calls = 0
         self._lock = Lock()
 
         self.tokenizer = Tokenizer.from_file(str(source / "tokenizer.json"))
@@ -227,15 +227,33 @@ class OnnxEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
             self.calls += 1
-            tokens = [(e.ids, e.type_ids) for e in self.tokenizer.encode_batch(list(texts))]
-            order = np.argsort([-len(ids) for ids, _ in tokens], kind="stable")
             out = np.empty((len(texts), self.dim), dtype=np.float32)
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start : start + self.batch_size]
-                out[chunk] = self._run([tokens[i] for i in chunk])
+            for chunk, hidden, mask in self._batches(self.tokenizer.encode_batch(list(texts))):
+                out[chunk] = _normalize(_pool(hidden, mask, self.layout.pooling))
         return out
 
-    def _run(self, tokens: list[tuple[list[int], list[int]]]) -> np.ndarray:
+    def encode_tokens(self, texts: list[str]) -> list[np.ndarray]:
+        """Per text, the unit vectors of its word tokens (see ``grader.encoder.word_tokens``)."""
+        out: list[np.ndarray] = [np.zeros((0, self.dim), np.float32)] * len(texts)
+        if not texts:
+            return out
+        with self._lock:
+            self.token_calls += 1
+            encodings = self.tokenizer.encode_batch(list(texts))
+            for chunk, hidden, mask in self._batches(encodings):
+                for row, i in enumerate(chunk):
+                    out[i] = word_tokens(texts[i], encodings[i].offsets, hidden[row, : int(mask[row].sum())])
+        return out
+
+    def _batches(self, encodings: list):
+        """(input positions, last hidden state, attention mask) per batch of tokenized texts, longest first."""
+        tokens = [(e.ids, e.type_ids) for e in encodings]
+        order = np.argsort([-len(ids) for ids, _ in tokens], kind="stable")
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            yield (chunk, *self._run([tokens[i] for i in chunk]))
+
+    def _run(self, tokens: list[tuple[list[int], list[int]]]) -> tuple[np.ndarray, np.ndarray]:
         width = max(len(ids) for ids, _ in tokens)
         ids = np.zeros((len(tokens), width), dtype=np.int64)  # pad id 0 is masked out anyway
         types = np.zeros_like(ids)
@@ -243,8 +261,7 @@ class OnnxEncoder:
         for row, (tid, ttype) in enumerate(tokens):
             ids[row, : len(tid)], types[row, : len(tid)], mask[row, : len(tid)] = tid, ttype, 1
         feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        hidden = self.session.run(None, {n: feed[n] for n in self._inputs})[0]
-        return _normalize(_pool(hidden, mask, self.layout.pooling))
+        return self.session.run(None, {n: feed[n] for n in self._inputs})[0], mask
 
 
 def _pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:

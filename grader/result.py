@@ -29,6 +29,11 @@ class KeyPointVerdict(BaseModel):
     credit: float = Field(
         description="share of the key point's weight earned, 0..1; -1 when the answer states a listed contradiction of it"
     )
+    alignment: float = Field(
+        0.0,
+        description="share of the key point's wording (beyond the question's) that the answer expresses, 0..1: each "
+        "word of the key point matched to its nearest word of the answer by the model's contextual word vectors",
+    )
     evidence: Evidence | None = Field(None, description="the span that supports the status")
     contradiction: Evidence | None = Field(None, description="the span that denies the key point, if any")
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from .calibrate import Calibration, features_from
 from .guards import polarity_flipped, states_claim
-from .match import RubricVectors, Similarities, Span, span_new_words, span_text
+from .match import RubricVectors, Similarities, Span, alignment, span_new_words, span_text
 from .result import Evidence, KeyPointVerdict, Status
 from .rubric import Rubric
 from .segment import Clause
@@ -60,6 +60,7 @@ class AnswerView:
     keyword_clause: np.ndarray  # (n_clauses,) bool: bare list of terms
     nearest_point: np.ndarray  # (n_clauses,) each clause's similarity to the key point it is nearest
     flags: list[str] = field(default_factory=list)
+    clause_tokens: list[np.ndarray] | None = None  # word-token vectors per clause (``Encoder.encode_tokens``)
 
 
 def _evidence(view: AnswerView, span: Span, similarity: float) -> Evidence:
@@ -105,6 +106,13 @@ def judge_key_points(
     makes_point = (clause_points >= max(t.partial_threshold, CLEAR_EVIDENCE)).any(axis=1)
     long = np.array([len(c.text.split()) >= FILLER_WORDS for c in view.clauses], dtype=bool)
     filler = (clause_points.max(axis=1) < FILLER_SIMILARITY) | (long & ~makes_point)
+    # Alignment reads every clause that may earn credit. It informs the calibration and the reader, not
+    # the credit: it rises with every word added, so as credit it let padding raise 3-6 of 12 padded
+    # answers even with filler left out (eval/experiments.md, round five).
+    aligned = np.zeros(n_kp, dtype=np.float32)
+    if view.clause_tokens is not None:
+        counted = [tok for tok, out in zip(view.clause_tokens, view.excluded) if not out]
+        aligned = alignment(np.concatenate(counted) if counted else rv.tokens[:0], rv)
     span_excluded |= np.array([s.last > s.first and filler[list(s.clauses)].any() for s in view.spans], dtype=bool)
     span_keywords = np.array([view.keyword_clause[list(s.clauses)].all() for s in view.spans], dtype=bool)
     support = np.where(span_excluded[:, None], -1.0, sims.key_points)  # (S, K)
@@ -202,6 +210,7 @@ def judge_key_points(
                 status=status,
                 similarity=round(max(sim if status != "missing" else float(nearest_any[k]), 0.0), 4),
                 credit=round(credit, 4),
+                alignment=round(float(aligned[k]), 4),
                 evidence=_evidence(view, view.spans[best[k]], sim) if status != "missing" and sim > 0 else None,
                 contradiction=_evidence(view, view.spans[against_at[k]], against[k]) if contradicted[k] else None,
             )

@@ -11,7 +11,7 @@ from eval.calibration import fit_mapping
 from eval.datasets import load_dataset, load_mohler
 from eval.evaluate import OURS, evaluate, grade_with_baselines
 from eval.metrics import macro_f1, pearson, qwk, rmse, spearman
-from eval.report import load_transfer
+from eval.report import load_transfer, save_transfer
 from grader.calibrate import load_calibration
 from grader.cli import app
 from grader.errors import GraderError
@@ -79,6 +79,27 @@ def test_calibration_on_word_share_rewards_the_rubrics_words(tmp_path, settings,
     assert calibrated.grade(rubrics["max-pooling"], own_words).score > calibrated.grade(
         rubrics["max-pooling"], other_words
     ).score
+
+
+def test_calibration_on_alignment_pays_the_point_not_its_denial(tmp_path, settings, grader, rubrics):
+    x = np.linspace(0, 1, 40)[:, None]
+    fit_mapping(x, x[:, 0], ["alignment"], cal_id="aligned", fitted_on="synthetic").save(tmp_path / "a.json")
+    calibrated = Grader(settings.model_copy(update={"calibration_path": tmp_path / "a.json"}), encoder=grader.encoder)
+    said = "Max pooling keeps only the largest value in each window."
+    denied = "Max pooling does not keep the largest value in each window."
+    other = "My grandmother bakes apple pie with cinnamon."
+    scores = [calibrated.grade(rubrics["max-pooling"], a).score for a in (said, denied, other)]
+    assert scores[0] > scores[1] and scores[0] > scores[2], scores
+
+
+def test_a_changed_mapping_gets_the_next_version(tmp_path):
+    x = np.linspace(0, 1, 40)[:, None]
+    first = {OURS: fit_mapping(x, x[:, 0], ["coverage"], cal_id="x", fitted_on="synthetic")}
+    save_transfer(dict(first), tmp_path)
+    save_transfer(dict(first), tmp_path)  # the same mapping again keeps its version
+    assert load_calibration(tmp_path / "saf-training.json").version == 1
+    save_transfer({OURS: fit_mapping(x, x[:, 0] ** 2, ["coverage"], cal_id="x", fitted_on="synthetic")}, tmp_path)
+    assert load_calibration(tmp_path / "saf-training.json").name == "saf-training@v2"
 
 
 def test_bad_calibration_file_names_the_problem(tmp_path, settings, grader):

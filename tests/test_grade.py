@@ -44,9 +44,9 @@ def test_off_topic_answer_gets_low_coverage_and_a_reason(grader, rubrics):
 
 def test_all_clauses_of_many_answers_are_encoded_in_one_call(grader, rubrics):
     grader.grade(rubrics["max-pooling"], "warm-up so the rubric is cached")
-    before = grader.encoder.calls
+    before, token_before = grader.encoder.calls, grader.encoder.token_calls
     results = grader.grade_many([(rubrics["max-pooling"], COMPLETE), (rubrics["pca"], ONE_POINT)])
-    assert grader.encoder.calls == before + 1
+    assert grader.encoder.calls == before + 1 and grader.encoder.token_calls == token_before + 1
     assert len(segment_answer(COMPLETE)) > 5 and all(not isinstance(r, Exception) for r in results)
 
 
@@ -122,3 +122,24 @@ def test_restating_the_question_while_answering_it_is_not_restating_only(grader)
     assert "question_restated_only" not in result.flags and result.score > 0
     echo = grader.grade(rubric, "What does the sizeof operator return? The sizeof operator returns something.")
     assert echo.score == 0
+
+
+def test_alignment_measures_which_key_point_words_the_answer_expresses(grader, rubrics):
+    rubric = rubrics["max-pooling"]
+    results = grader.grade_many([(rubric, COMPLETE), (rubric, ONE_POINT), (rubric, OFF_TOPIC)])
+    complete, one, off = ({v.id: v.alignment for v in r.key_points} for r in results)
+    alignment = {"complete": complete, "one": one, "off": off}
+    assert all(0.0 <= a <= 1.0 for r in alignment.values() for a in r.values())
+    # The point an answer makes is aligned better than the points it leaves out, and better than in an
+    # answer about something else.
+    assert one["downsample"] > max(a for k, a in one.items() if k != "downsample"), alignment
+    assert one["downsample"] > off["downsample"] + 0.2, alignment
+    assert sum(complete.values()) > sum(one.values()) > sum(off.values()), alignment
+
+
+def test_alignment_ignores_the_question_restated(grader, rubrics):
+    rubric = rubrics["max-pooling"]
+    plain = grader.grade(rubric, ONE_POINT)
+    restated = grader.grade(rubric, f"{rubric.question} {ONE_POINT}")
+    assert "question_restated" in restated.flags
+    assert [v.alignment for v in restated.key_points] == pytest.approx([v.alignment for v in plain.key_points], abs=0.02)

@@ -33,6 +33,9 @@ from grader.guards import (
         # A negation in a condition or a contrast is not a denial of the main claim; the main clause still is.
         ("A static array lives as long as the program.", "When an array is not static, it is made per call.", False),
         ("It normalizes the activations.", "It does not normalize the activations, so training is slower.", True),
+        # A purpose states what is prevented, which restates the harm; the denied harm itself still flips.
+        ("Large-valued features dominate distances.", "We rescale so that large features do not dominate.", False),
+        ("Large-valued features dominate distances.", "Large-valued features do not dominate distances.", True),
         # A restriction is restated by a negation, not denied ("only inside" = "not outside").
         ("Local variables are only seen inside their function.", "They cannot be used outside that function.", False),
         # ... but a negation of exactly what the restriction says still denies it.

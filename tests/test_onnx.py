@@ -62,6 +62,17 @@ def test_onnx_agrees_with_torch(onnx_encoder, onnx_cache):
     assert cosines.min() >= 0.98, cosines.round(4)
 
 
+def test_word_token_vectors_agree_between_backends(onnx_encoder):
+    texts = [*SENTENCES[:3], "?!", "ReLU, not sigmoid."]
+    torch_tokens = load_encoder(None, 64).encode_tokens(texts)
+    onnx_tokens = onnx_encoder.encode_tokens(texts)
+    assert [len(t) for t in torch_tokens] == [len(t) for t in onnx_tokens]
+    assert len(torch_tokens[3]) == 0 and len(torch_tokens[4]) == 6  # re ##lu not si ##gm ##oid: no comma, no stop
+    for a, b in zip(torch_tokens, onnx_tokens):
+        np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+        assert ((a * b).sum(axis=1) >= 0.9).all()
+
+
 def test_onnx_keeps_input_order_across_length_sorted_batches(onnx_cache):
     small_batches = OnnxEncoder(None, batch_size=3, cache_dir=onnx_cache)
     order = [7, 2, 9, 0, 5, 1, 8, 3, 6, 4]
