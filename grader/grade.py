@@ -1,8 +1,8 @@
 """The one grading path. The CLI, the API, batch jobs and the eval harness all call ``Grader.grade_many``.
 
 Many answers are graded together: every span of every answer, and the texts of rubrics not yet
-cached, are embedded in a single ``encode`` call, and every clause with the key points of those
-rubrics in a single ``encode_tokens`` call; the rest is matrix products per answer.
+cached, are embedded in a single ``encode_with_tokens`` call (sentence vectors, and the word-token
+vectors the alignment reads, from one forward pass); the rest is matrix products per answer.
 """
 
 from __future__ import annotations
@@ -137,8 +137,9 @@ class Grader:
             except GraderError as err:
                 prepared.append(err)
 
-        # One encode call: every distinct span text, plus the texts of rubrics not yet cached (a rubric
-        # whose embeddings the shared store holds needs only its word tokens).
+        # One model call: every distinct span text (a clause is a span, so its word tokens come along),
+        # plus the texts of rubrics not yet cached; a rubric whose embeddings the shared store holds
+        # needs only the word tokens of its question and key points.
         todo = [p for p in prepared if not isinstance(p, GraderError)]
         spans_of = [answer_spans(clauses) for _, _, clauses in todo]
         span_texts = [span_text(clauses, s) for (_, _, clauses), spans in zip(todo, spans_of) for s in spans]
@@ -147,14 +148,13 @@ class Grader:
         rvs = {h: self.cache.get(self._cache_key(h)) for h in rubrics}
         fresh = [r for h, r in rubrics.items() if rvs[h] is None]
         stored = {r.content_hash: self._stored(r) for r in fresh}
-        to_embed = [t for r in fresh if stored[r.content_hash] is None for t in rubric_texts(r)]
+        to_embed = [
+            t for r in fresh for t in (rubric_texts(r) if stored[r.content_hash] is None else token_texts(r))
+        ]
         unique = list(dict.fromkeys(span_texts + to_embed))
-        vectors = self.encoder.encode(unique)
+        vectors, token_list = self.encoder.encode_with_tokens(unique)
         row = {t: i for i, t in enumerate(unique)}
-        # One encode_tokens call: every clause, plus the key points of rubrics not yet cached.
-        clause_texts = [c.text for _, _, clauses in todo for c in clauses]
-        token_unique = list(dict.fromkeys(clause_texts + [t for r in fresh for t in token_texts(r)]))
-        tokens = dict(zip(token_unique, self.encoder.encode_tokens(token_unique)))
+        tokens = dict(zip(unique, token_list))
         for r in fresh:
             embeddings = stored[r.content_hash]
             if embeddings is None:

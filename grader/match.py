@@ -157,21 +157,29 @@ def word_share(text: str, rv: RubricVectors) -> np.ndarray:
     return _shares([text], rv, rv.target_words)[0]
 
 
-def alignment(answer_tokens: np.ndarray, rv: RubricVectors) -> np.ndarray:
-    """(K,) how much of each key point's wording the answer expresses, 0..1 (best over its paraphrases).
+def token_matches(clause_tokens: list[np.ndarray], rv: RubricVectors) -> np.ndarray:
+    """(n_clauses, N): for each clause, every key-point token's similarity to its nearest token there."""
+    out = np.zeros((len(clause_tokens), len(rv.tokens)), dtype=np.float32)
+    if clause_tokens and sum(len(t) for t in clause_tokens):
+        sims = rv.tokens @ np.concatenate(clause_tokens).T  # (N, all clause tokens)
+        sizes = np.array([len(t) for t in clause_tokens])
+        has = sizes > 0
+        out[has] = np.maximum.reduceat(sims, np.cumsum([0, *sizes[:-1]])[has], axis=1).T
+    return np.clip(out, 0.0, 1.0)
 
-    Each word token of the key point takes the similarity of its nearest token in the answer; the
-    mean is weighted by how far the token is from every word of the question, since repeating the
-    question's words says nothing. ``answer_tokens`` are the word-token vectors of the clauses that
-    may earn credit (``Encoder.encode_tokens``).
+
+def alignment(matches: np.ndarray, rv: RubricVectors) -> np.ndarray:
+    """(M, K) how much of each key point's wording a text expresses, 0..1 (best over its paraphrases).
+
+    ``matches`` (M, N) hold each key-point token's similarity to its nearest token in each of M texts
+    (``token_matches``, or its maximum over the clauses of a span or of the whole answer). The mean
+    over a key point's tokens is weighted by how far each is from every word of the question, since
+    repeating the question's words says nothing.
     """
-    if not len(answer_tokens):
-        return np.zeros(len(rv.target_starts), dtype=np.float32)
-    nearest = np.clip((rv.tokens @ answer_tokens.T).max(axis=1), 0.0, 1.0)  # (N,)
-    matched = np.add.reduceat(nearest * rv.token_weights, rv.token_starts)
+    matched = np.add.reduceat(matches * rv.token_weights, rv.token_starts, axis=1)  # (M, T)
     total = np.add.reduceat(rv.token_weights, rv.token_starts)
     per_target = np.where(total > 0, matched / np.maximum(total, 1e-6), 0.0)
-    return np.maximum.reduceat(per_target, rv.target_starts).astype(np.float32)
+    return np.maximum.reduceat(per_target, rv.target_starts, axis=1).astype(np.float32)
 
 
 @dataclass(frozen=True)

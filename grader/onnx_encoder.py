@@ -206,7 +206,7 @@ class OnnxEncoder:
         self.weights_hash = weights_hash(self.path.parent, (QUANTIZED_FILE,))
         self.source = source
         self.batch_size = min(batch_size, MAX_ONNX_BATCH)
-        self.calls = self.token_calls = 0
+        self.calls = 0
         self._lock = Lock()
 
         self.tokenizer = Tokenizer.from_file(str(source / "tokenizer.json"))
@@ -232,18 +232,20 @@ class OnnxEncoder:
                 out[chunk] = _normalize(_pool(hidden, mask, self.layout.pooling))
         return out
 
-    def encode_tokens(self, texts: list[str]) -> list[np.ndarray]:
-        """Per text, the unit vectors of its word tokens (see ``grader.encoder.word_tokens``)."""
-        out: list[np.ndarray] = [np.zeros((0, self.dim), np.float32)] * len(texts)
+    def encode_with_tokens(self, texts: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """``encode(texts)`` and each text's word-token vectors (``grader.encoder.word_tokens``), in one pass."""
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        tokens: list[np.ndarray] = [np.zeros((0, self.dim), np.float32)] * len(texts)
         if not texts:
-            return out
+            return vectors, tokens
         with self._lock:
-            self.token_calls += 1
+            self.calls += 1
             encodings = self.tokenizer.encode_batch(list(texts))
             for chunk, hidden, mask in self._batches(encodings):
+                vectors[chunk] = _normalize(_pool(hidden, mask, self.layout.pooling))
                 for row, i in enumerate(chunk):
-                    out[i] = word_tokens(texts[i], encodings[i].offsets, hidden[row, : int(mask[row].sum())])
-        return out
+                    tokens[i] = word_tokens(texts[i], encodings[i].offsets, hidden[row, : int(mask[row].sum())])
+        return vectors, tokens
 
     def _batches(self, encodings: list):
         """(input positions, last hidden state, attention mask) per batch of tokenized texts, longest first."""

@@ -8,7 +8,7 @@ import numpy as np
 
 from .calibrate import Calibration, features_from
 from .guards import polarity_flipped, states_claim
-from .match import RubricVectors, Similarities, Span, alignment, span_new_words, span_text
+from .match import RubricVectors, Similarities, Span, alignment, span_new_words, span_text, token_matches
 from .result import Evidence, KeyPointVerdict, Status
 from .rubric import Rubric
 from .segment import Clause
@@ -60,7 +60,7 @@ class AnswerView:
     keyword_clause: np.ndarray  # (n_clauses,) bool: bare list of terms
     nearest_point: np.ndarray  # (n_clauses,) each clause's similarity to the key point it is nearest
     flags: list[str] = field(default_factory=list)
-    clause_tokens: list[np.ndarray] | None = None  # word-token vectors per clause (``Encoder.encode_tokens``)
+    clause_tokens: list[np.ndarray] | None = None  # word-token vectors per clause (``Encoder.encode_with_tokens``)
 
 
 def _evidence(view: AnswerView, span: Span, similarity: float) -> Evidence:
@@ -109,10 +109,12 @@ def judge_key_points(
     # Alignment reads every clause that may earn credit. It informs the calibration and the reader, not
     # the credit: it rises with every word added, so as credit it let padding raise 3-6 of 12 padded
     # answers even with filler left out (eval/experiments.md, round five).
-    aligned = np.zeros(n_kp, dtype=np.float32)
-    if view.clause_tokens is not None:
-        counted = [tok for tok, out in zip(view.clause_tokens, view.excluded) if not out]
-        aligned = alignment(np.concatenate(counted) if counted else rv.tokens[:0], rv)
+    matches = (  # (n_clauses, N) each key-point token's best match in each clause
+        token_matches(view.clause_tokens, rv)
+        if view.clause_tokens is not None
+        else np.zeros((n_clauses, len(rv.tokens)), dtype=np.float32)
+    )
+    aligned = alignment(np.where(view.excluded[:, None], 0.0, matches).max(axis=0, keepdims=True), rv)[0]
     span_excluded |= np.array([s.last > s.first and filler[list(s.clauses)].any() for s in view.spans], dtype=bool)
     span_keywords = np.array([view.keyword_clause[list(s.clauses)].all() for s in view.spans], dtype=bool)
     support = np.where(span_excluded[:, None], -1.0, sims.key_points)  # (S, K)

@@ -44,9 +44,9 @@ def test_off_topic_answer_gets_low_coverage_and_a_reason(grader, rubrics):
 
 def test_all_clauses_of_many_answers_are_encoded_in_one_call(grader, rubrics):
     grader.grade(rubrics["max-pooling"], "warm-up so the rubric is cached")
-    before, token_before = grader.encoder.calls, grader.encoder.token_calls
+    before = grader.encoder.calls
     results = grader.grade_many([(rubrics["max-pooling"], COMPLETE), (rubrics["pca"], ONE_POINT)])
-    assert grader.encoder.calls == before + 1 and grader.encoder.token_calls == token_before + 1
+    assert grader.encoder.calls == before + 1  # sentence vectors and word tokens from one forward pass
     assert len(segment_answer(COMPLETE)) > 5 and all(not isinstance(r, Exception) for r in results)
 
 

@@ -64,8 +64,10 @@ def test_onnx_agrees_with_torch(onnx_encoder, onnx_cache):
 
 def test_word_token_vectors_agree_between_backends(onnx_encoder):
     texts = [*SENTENCES[:3], "?!", "ReLU, not sigmoid."]
-    torch_tokens = load_encoder(None, 64).encode_tokens(texts)
-    onnx_tokens = onnx_encoder.encode_tokens(texts)
+    torch_vectors, torch_tokens = load_encoder(None, 64).encode_with_tokens(texts)
+    onnx_vectors, onnx_tokens = onnx_encoder.encode_with_tokens(texts)
+    np.testing.assert_allclose(onnx_vectors, onnx_encoder.encode(texts), atol=1e-6)  # the same pass as encode
+    np.testing.assert_allclose(torch_vectors, load_encoder(None, 64).encode(texts), atol=1e-6)
     assert [len(t) for t in torch_tokens] == [len(t) for t in onnx_tokens]
     assert len(torch_tokens[3]) == 0 and len(torch_tokens[4]) == 6  # re ##lu not si ##gm ##oid: no comma, no stop
     for a, b in zip(torch_tokens, onnx_tokens):
