@@ -52,18 +52,29 @@ def artefact_path(method: str, directory: Path = CALIBRATION_DIR) -> Path:
 def save_transfer(transfer: dict[str, Calibration], directory: Path = CALIBRATION_DIR) -> None:
     """Write every method's mapping; ours is the shipped artefact and takes the shipped name.
 
-    A mapping that differs from the one on disk (other than in its notes) gets the next version, so
-    fingerprints tell grades made by the two apart.
+    A mapping that differs from the one on disk by more than rounding noise (1e-4) gets the next
+    version, so fingerprints tell grades made by the two apart; otherwise the file on disk stays.
     """
     transfer[OURS] = transfer[OURS].model_copy(update={"id": SHIPPED})
     for method, cal in transfer.items():
         path = artefact_path(method, directory)
         if path.is_file():
             old = Calibration.model_validate_json(path.read_text(encoding="utf-8"))
-            changed = old.model_dump(exclude={"version", "notes"}) != cal.model_dump(exclude={"version", "notes"})
-            cal = cal.model_copy(update={"version": old.version + changed})
-        transfer[method] = cal  # the report names the version it saved
+            if _same_mapping(old, cal):
+                transfer[method] = old  # the report names the file that is shipped
+                continue
+            cal = cal.model_copy(update={"version": old.version + 1})
+        transfer[method] = cal
         cal.save(path)
+
+
+def _same_mapping(a: Calibration, b: Calibration) -> bool:
+    numbers = ("mean", "scale", "coef", "knots_x", "knots_y")
+    text = a.model_dump(exclude={"version", "notes", *numbers, "intercept"})
+    if text != b.model_dump(exclude={"version", "notes", *numbers, "intercept"}):
+        return False
+    pairs = [(getattr(a, f), getattr(b, f)) for f in numbers] + [([a.intercept], [b.intercept])]
+    return all(len(x) == len(y) and np.allclose(x, y, atol=1e-4) for x, y in pairs)
 
 
 def load_transfer(directory: Path = CALIBRATION_DIR) -> dict[str, Calibration] | None:

@@ -225,7 +225,8 @@ class MemoEncoder:
         new = [t for t in dict.fromkeys(texts) if t not in self._token_memo]
         if new:
             vectors, tokens = self.inner.encode_with_tokens(new)
-            self._memo.update(zip(new, vectors))
+            for text, vector in zip(new, vectors):
+                self._memo.setdefault(text, vector)  # a text embedded before keeps its vector: one per text
             self._token_memo.update(zip(new, tokens))
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32), []

@@ -107,8 +107,8 @@ def judge_key_points(
     long = np.array([len(c.text.split()) >= FILLER_WORDS for c in view.clauses], dtype=bool)
     filler = (clause_points.max(axis=1) < FILLER_SIMILARITY) | (long & ~makes_point)
     # Alignment reads every clause that may earn credit. It informs the calibration and the reader, not
-    # the credit: it rises with every word added, so as credit it let padding raise 3-6 of 12 padded
-    # answers even with filler left out (eval/experiments.md, round five).
+    # the credit: it rises with every word added, so as credit it let padding raise the score of 5-6 of
+    # 12 padded answers, and of 2-3 with filler clauses left out (eval/experiments.md, round five).
     matches = (  # (n_clauses, N) each key-point token's best match in each clause
         token_matches(view.clause_tokens, rv)
         if view.clause_tokens is not None

@@ -96,7 +96,8 @@ def test_a_changed_mapping_gets_the_next_version(tmp_path):
     x = np.linspace(0, 1, 40)[:, None]
     first = {OURS: fit_mapping(x, x[:, 0], ["coverage"], cal_id="x", fitted_on="synthetic")}
     save_transfer(dict(first), tmp_path)
-    save_transfer(dict(first), tmp_path)  # the same mapping again keeps its version
+    noisy = first[OURS].model_copy(update={"coef": [c + 1e-6 for c in first[OURS].coef]})
+    save_transfer({OURS: noisy}, tmp_path)  # the same mapping up to rounding noise keeps its version
     assert load_calibration(tmp_path / "saf-training.json").version == 1
     save_transfer({OURS: fit_mapping(x, x[:, 0] ** 2, ["coverage"], cal_id="x", fitted_on="synthetic")}, tmp_path)
     assert load_calibration(tmp_path / "saf-training.json").name == "saf-training@v2"
