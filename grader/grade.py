@@ -208,7 +208,7 @@ class Grader:
         if restated.any():
             flags.append("question_restated_only" if (restated | instruction).all() else "question_restated")
         excluded = instruction | restated
-        view = AnswerView(text, clauses, spans, excluded, keyword, nearest_point, flags, clause_tokens)
+        view = AnswerView(text, clauses, spans, excluded, keyword, nearest_point, clause_tokens, flags)
         verdicts = judge_key_points(rubric, rv, sims, view, t)
 
         eligible = np.array([not excluded[list(s.clauses)].any() for s in spans], dtype=bool)

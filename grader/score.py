@@ -59,8 +59,8 @@ class AnswerView:
     excluded: np.ndarray  # (n_clauses,) bool: restated question or instruction, earns nothing
     keyword_clause: np.ndarray  # (n_clauses,) bool: bare list of terms
     nearest_point: np.ndarray  # (n_clauses,) each clause's similarity to the key point it is nearest
+    clause_tokens: list[np.ndarray]  # word-token vectors per clause (``Encoder.encode_with_tokens``)
     flags: list[str] = field(default_factory=list)
-    clause_tokens: list[np.ndarray] | None = None  # word-token vectors per clause (``Encoder.encode_with_tokens``)
 
 
 def _evidence(view: AnswerView, span: Span, similarity: float) -> Evidence:
@@ -109,11 +109,7 @@ def judge_key_points(
     # Alignment reads every clause that may earn credit. It informs the calibration and the reader, not
     # the credit: it rises with every word added, so as credit it let padding raise the score of 5-6 of
     # 12 padded answers, and of 2-3 with filler clauses left out (eval/experiments.md, round five).
-    matches = (  # (n_clauses, N) each key-point token's best match in each clause
-        token_matches(view.clause_tokens, rv)
-        if view.clause_tokens is not None
-        else np.zeros((n_clauses, len(rv.tokens)), dtype=np.float32)
-    )
+    matches = token_matches(view.clause_tokens, rv)  # (n_clauses, N) each key-point token's best match per clause
     aligned = alignment(np.where(view.excluded[:, None], 0.0, matches).max(axis=0, keepdims=True), rv)[0]
     span_excluded |= np.array([s.last > s.first and filler[list(s.clauses)].any() for s in view.spans], dtype=bool)
     span_keywords = np.array([view.keyword_clause[list(s.clauses)].all() for s in view.spans], dtype=bool)
