@@ -78,7 +78,7 @@ def run(name: str, overrides: list[str], data_dir: Path, cache: Path, quick: boo
                 for f in fl:
                     flags[f] += 1
             out[f"{label}_flags"] = dict(flags)
-        encoder.save(cache)  # new span texts (changed segmentation or drafting) are kept for the next run
+        encoder.save(cache, with_tokens=True)  # new texts (changed segmentation or drafting) kept for the next run
     out["seconds"] = round(time.perf_counter() - started)
     return out
 

@@ -166,7 +166,7 @@ def run(data_dir: Path, out: Path, cache: Path | None = None) -> Path:
     interview, _ = grade_with_baselines(load_dataset(EVAL_DIR / "data" / "ml_interview"), grader)
     interview = evaluate("ml_interview", interview, transfer).frame
     if cache:
-        encoder.save(cache)
+        encoder.save(cache, with_tokens=True)
 
     curve = plots.calibration_curve(training, transfer[OURS], out / "calibration-curve.png",
                                     "shipped mapping, fitted on SAF training")

@@ -195,7 +195,7 @@ class MemoEncoder:
         self.path, self.batch_size = encoder.path, encoder.batch_size
         self.calls = 0
         self._memo: dict[str, np.ndarray] = {}
-        self._token_memo: dict[str, np.ndarray] = {}  # kept in memory only: many times the size of the vectors
+        self._token_memo: dict[str, np.ndarray] = {}  # saved only on request: many times the size of the vectors
 
     def load(self, path: Path) -> None:
         """Add embeddings saved by ``save`` (same model only: the file is keyed by the weights hash)."""
@@ -203,13 +203,27 @@ class MemoEncoder:
             with np.load(path, allow_pickle=False) as saved:
                 if str(saved["weights_hash"]) == self.weights_hash:
                     self._memo.update(zip(json.loads(str(saved["texts"])), saved["vectors"]))
+                    if "token_texts" in saved:
+                        sizes = saved["token_sizes"]
+                        parts = np.split(saved["tokens"], np.cumsum(sizes)[:-1]) if len(sizes) else []
+                        self._token_memo.update(zip(json.loads(str(saved["token_texts"])), parts))
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, with_tokens: bool = False) -> None:
+        """Write the memo; ``with_tokens`` adds the word-token vectors (about 20 times the size of the rest)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         texts = list(self._memo)
         vectors = np.stack([self._memo[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+        extra = {}
+        if with_tokens:
+            token_texts = list(self._token_memo)
+            parts = [self._token_memo[t] for t in token_texts]
+            extra = {
+                "token_texts": np.array(json.dumps(token_texts)),
+                "token_sizes": np.array([len(p) for p in parts], dtype=np.int64),
+                "tokens": np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32),
+            }
         # Texts as one JSON string: a fixed-width unicode array would pad every text to the longest.
-        np.savez(path, texts=np.array(json.dumps(texts)), vectors=vectors, weights_hash=self.weights_hash)
+        np.savez(path, texts=np.array(json.dumps(texts)), vectors=vectors, weights_hash=self.weights_hash, **extra)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         self.calls += 1

@@ -19,6 +19,7 @@ from .guards import (
     adds_to_question,
     instruction_parts,
     is_keyword_list,
+    is_non_answer,
     language_flag,
     polarity_flipped,
     states_claim,
@@ -39,7 +40,9 @@ from .segment import distinct_clauses, segment_answer
 from .settings import Settings, Thresholds, get_settings
 
 REASONS = {
+    "no_answer": "the answer says it gives no answer",
     "off_topic": "the answer is not about the question or any key point",
+    "short_answer": "a few words far from every key point: too short to judge by meaning, check it by hand",
     "grader_instruction": "the answer addresses the grader instead of the question; such text earns nothing",
     "gibberish": "the answer is not readable text",
     "other_language": "the answer is not in English, the language of the rubric",
@@ -192,7 +195,7 @@ class Grader:
         sims = similarities(span_vecs, rv)
         n = len(clauses)
         flags: list[str] = []
-        lang = language_flag(text)
+        lang = "no_answer" if is_non_answer(text) else language_flag(text)
         if lang:
             flags.append(lang)
         instruction = np.array(instruction_parts([c.text for c in clauses]), dtype=bool)
@@ -216,7 +219,9 @@ class Grader:
             float(sims.key_points[eligible].max(initial=-1.0)), float(sims.question[eligible].max(initial=-1.0))
         )
         if best_any < t.off_topic_threshold and not set(flags) & ZERO_SCORE_FLAGS:
-            flags.append("off_topic")
+            # A sentence vector of "logn" or "its resizeable" is far from any reference; humans gave such Mohler
+            # answers 2.6 of 5 on average, so a short answer is judged on its key points and sent for review.
+            flags.append("off_topic" if len(text.split()) >= t.off_topic_min_words else "short_answer")
         if len(text.split()) > self.settings.too_long_words:
             flags.append("too_long")
         if any(v.status == "contradicted" for v in verdicts):

@@ -211,6 +211,20 @@ def is_keyword_list(text: str) -> bool:
     return short_items and stop_share <= 0.12
 
 
+# What students write in place of an answer: "No response.", "not answered", "I don't know", "n/a" (not
+# "none" or "nothing", which can be right answers). SAF holds 272 such answers and Mohler 14, all graded 0.
+_NON_ANSWER = re.compile(
+    r"(?:no|not|empty|blank|missing)\s+(?:response|answer|answered|submission|submitted|idea)|"
+    r"(?:i\s+)?(?:do\s*n[o']?t|dont|did\s*n[o']?t)\s+know|n/?a|idk|-+|\?+",
+    re.IGNORECASE,
+)
+
+
+def is_non_answer(text: str) -> bool:
+    """The whole answer says there is no answer; such text is not judged as an (off-topic) answer."""
+    return bool(_NON_ANSWER.fullmatch(text.strip().strip(".!").strip()))
+
+
 @lru_cache(maxsize=1)
 def _english_vocabulary() -> frozenset[str]:
     from .encoder import packaged_model_path

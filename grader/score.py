@@ -45,8 +45,11 @@ WORD_EVIDENCE = 0.5
 WORD_CREDIT = 0.5
 EVIDENCE_MARGIN = 0.10  # a span supports key points within this of its nearest key point
 CONFIDENCE_MARGIN = 0.10  # a similarity this far from every threshold is a confident call
-ZERO_SCORE_FLAGS = {"off_topic", "grader_instruction", "gibberish", "other_language", "question_restated_only"}
-REVIEW_FLAGS = {"grader_instruction", "gibberish", "other_language", "contradiction"}
+ZERO_SCORE_FLAGS = {
+    "no_answer", "off_topic", "grader_instruction", "gibberish", "other_language", "question_restated_only",
+}
+CERTAIN_ZERO_FLAGS = {"no_answer", "off_topic"}  # a zero for these is as sure as the flag; the rest need a look
+REVIEW_FLAGS = {"grader_instruction", "gibberish", "other_language", "contradiction", "short_answer"}
 
 
 @dataclass
@@ -249,9 +252,9 @@ def confidence_of(verdicts: list[KeyPointVerdict], flags: list[str], t: Threshol
     ]
     weights = [v.weight for v in verdicts]
     conf = float(np.average([min(1.0, m / CONFIDENCE_MARGIN) for m in margins], weights=weights))
-    if set(flags) & ZERO_SCORE_FLAGS - {"off_topic"}:
+    if set(flags) & ZERO_SCORE_FLAGS - CERTAIN_ZERO_FLAGS:
         return min(conf, 0.3)
-    for flag in ("keyword_list", "question_restated", "too_long", "contradiction"):
+    for flag in ("keyword_list", "question_restated", "too_long", "contradiction", "short_answer"):
         if flag in flags:
             conf *= 0.8
     return round(conf, 4)

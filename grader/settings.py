@@ -49,6 +49,11 @@ class Thresholds(BaseSettings):
     off_topic_threshold: float = Field(
         0.25, description="an answer whose best similarity to question and key points is below this is off-topic"
     )
+    off_topic_min_words: int = Field(
+        # Mohler's 71 off-topic answers included 33 of one to three words ("logn", "static and dynamic"),
+        # graded 2.6 of 5 on average; zeroing only longer ones raised Mohler transfer 0.590 -> 0.602.
+        4, ge=1, description="an answer needs this many words to be judged off-topic (shorter ones go to review)"
+    )
     misconception_threshold: float = Field(0.62, description="similarity at which a misconception counts as stated")
     keyword_list_credit: float = Field(0.35, description="most credit a bare list of terms can earn for a key point")
 

@@ -14,6 +14,7 @@ from eval.metrics import macro_f1, pearson, qwk, rmse, spearman
 from eval.report import load_transfer, save_transfer
 from grader.calibrate import load_calibration
 from grader.cli import app
+from grader.encoder import MemoEncoder
 from grader.errors import GraderError
 from grader.grade import Grader
 from grader.match import RubricVectors, rubric_texts, word_share
@@ -31,6 +32,20 @@ def test_metrics_on_known_inputs():
     assert qwk(human, pred, 5) < 1.0
     assert np.isnan(pearson([1, 1, 1], [1, 2, 3]))  # a constant input has no correlation, and says so
     assert macro_f1(["Correct", "Incorrect", "Partially correct"], [1.0, 0.0, 0.5]) == pytest.approx(1.0)
+
+
+def test_the_eval_memo_reloads_sentence_and_token_vectors_without_the_model(grader, tmp_path):
+    texts = ["Max pooling keeps the largest value in each window.", "It halves the feature map."]
+    memo = MemoEncoder(grader.encoder)
+    vectors, tokens = memo.encode_with_tokens(texts)
+    memo.save(tmp_path / "memo.npz", with_tokens=True)
+    again = MemoEncoder(grader.encoder)
+    again.load(tmp_path / "memo.npz")
+    before = grader.encoder.calls
+    vectors2, tokens2 = again.encode_with_tokens(texts)
+    assert grader.encoder.calls == before  # both kinds of vectors came from the file
+    assert np.array_equal(vectors, vectors2) and all(np.array_equal(a, b) for a, b in zip(tokens, tokens2))
+    assert [len(t) for t in tokens2] == [len(t) for t in tokens] and min(len(t) for t in tokens) >= 5
 
 
 def _tiny_calibration():

@@ -42,6 +42,22 @@ def test_off_topic_answer_gets_low_coverage_and_a_reason(grader, rubrics):
     assert "off_topic" in result.flags and result.reasons
 
 
+def test_a_non_answer_scores_zero_and_says_so(grader, rubrics):
+    for text in ("No response.", "not answered", "I don't know"):
+        result = grader.grade(rubrics["max-pooling"], text)
+        assert result.score == 0 and result.flags == ["no_answer"], (text, result.flags)
+        assert result.reasons == ["the answer says it gives no answer"] and not result.needs_review
+
+
+def test_a_few_words_far_from_every_point_go_to_review_not_to_off_topic(grader, rubrics):
+    # Three words are too few for a sentence vector to judge ("logn" is a right answer to a search
+    # question); they are graded on their key points like any answer, and flagged for a human.
+    result = grader.grade(rubrics["max-pooling"], "bake sourdough bread")
+    assert "off_topic" not in result.flags and "short_answer" in result.flags and result.needs_review
+    longer = grader.grade(rubrics["max-pooling"], "To bake sourdough bread you refresh the starter overnight.")
+    assert "off_topic" in longer.flags and "short_answer" not in longer.flags and longer.score == 0
+
+
 def test_all_clauses_of_many_answers_are_encoded_in_one_call(grader, rubrics):
     grader.grade(rubrics["max-pooling"], "warm-up so the rubric is cached")
     before = grader.encoder.calls

@@ -9,6 +9,7 @@ from grader.guards import (
     is_instruction,
     is_keyword_list,
     is_negated,
+    is_non_answer,
     language_flag,
     polarity_flipped,
 )
@@ -86,6 +87,20 @@ def test_keyword_lists_and_languages():
     # A worked calculation is mostly digits and operators: not judged as a language (SAF humans: 0.9 of 1).
     assert language_flag("P(B) = 0,6^3 * 0,4^3 = 0,0138 P(C) = (6 über 3) * 0,6^3 * 0,4^3 = 0,2765 so B < C < A") is None
     assert language_flag("qwx 1 zzkv 2 pfft 3 hjkl 4 mnbv 5 trwq") == "gibberish"  # a few digits do not excuse mashing
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("No response.", True), ("Empty submission.", True), ("NOT ANSWERED", True), ("I dont know", True),
+        ("n/a", True), ("???", True),
+        # Short right answers and sentences that merely start like a non-answer are answers.
+        ("None", False), ("nothing", False), ("No", False), ("logn", False),
+        ("No answer is complete without the base case.", False),
+    ],
+)
+def test_non_answers_are_recognised_only_when_that_is_all_the_text_says(text, expected):
+    assert is_non_answer(text) is expected
 
 
 def test_a_clause_that_echoes_the_question_but_adds_the_keys_words_answers_it():
