@@ -74,7 +74,7 @@ def evaluate(
         notes.append("no transferred calibration for this data set")
     columns = [c for c in out.columns if ":" in c and c.split(":")[0] in METHODS]
     metrics = pd.DataFrame(
-        [{"method": c.split(":")[0], "mapping": c.split(":")[1], **agreement(out, c)} for c in columns]
+        [{"method": c.split(":")[0], "mapping": c.split(":")[1], **agreement(out, c, interval=True)} for c in columns]
     )
     pq = pd.concat(
         [per_question(out, c).assign(method=c.split(":")[0], mapping=c.split(":")[1]) for c in columns],

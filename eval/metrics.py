@@ -62,12 +62,36 @@ def macro_f1(labels, share) -> float:
     return float(f1_score(np.asarray(labels), labels_from_share(share), labels=list(LABELS), average="macro", zero_division=0))
 
 
-def agreement(frame: pd.DataFrame, pred: str) -> dict[str, float]:
-    """All metrics of column ``pred`` against ``human`` over the rows of ``frame`` (one scale)."""
+BOOTSTRAP_ROUNDS = 1000
+
+
+def pearson_interval(frame: pd.DataFrame, pred: str, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> str:
+    """95% interval of Pearson when whole questions are resampled: how far a difference is from noise.
+
+    Answers to one question are not independent (one reference, one grader's habits), so the bootstrap
+    draws questions with replacement and keeps each drawn question's answers together.
+    """
+    rows = [g.index.to_numpy() for _, g in frame.reset_index(drop=True).groupby("group", sort=False)]
+    human, predicted = frame["human"].to_numpy(float), frame[pred].to_numpy(float)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(rounds):
+        take = np.concatenate([rows[i] for i in rng.integers(0, len(rows), len(rows))])
+        draws.append(pearson(human[take], predicted[take]))
+    low, high = np.nanpercentile(draws, [2.5, 97.5])
+    return f"{low:.2f}-{high:.2f}"
+
+
+def agreement(frame: pd.DataFrame, pred: str, interval: bool = False) -> dict[str, float]:
+    """All metrics of column ``pred`` against ``human`` over the rows of ``frame`` (one scale).
+
+    ``interval`` adds the question-bootstrap 95% interval of Pearson (``pearson_interval``).
+    """
     max_score = float(frame["max_score"].max())
     out = {
         "n": len(frame),
         "pearson": pearson(frame["human"], frame[pred]),
+        **({"pearson 95% interval": pearson_interval(frame, pred)} if interval else {}),
         "spearman": spearman(frame["human"], frame[pred]),
         "rmse": rmse(frame["human"], frame[pred]),
         "qwk": qwk(frame["human"], frame[pred], max_score),

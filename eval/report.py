@@ -97,7 +97,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 
 def metrics_table(ev: Evaluation) -> str:
-    cols = ["method", "mapping", "n", "pearson", "spearman", "rmse", "qwk"] + (
+    cols = ["method", "mapping", "n", "pearson", "pearson 95% interval", "spearman", "rmse", "qwk"] + (
         ["macro_f1"] if "macro_f1" in ev.metrics else []
     )
     order = {m: i for i, m in enumerate(METHODS)}
@@ -181,14 +181,19 @@ def run(data_dir: Path, out: Path, cache: Path | None = None) -> Path:
     return path
 
 
+def _pearson_of(metrics: pd.DataFrame, method: str, mapping: str) -> dict[str, object]:
+    row = metrics.loc[(method, mapping)]
+    return {"pearson": row["pearson"], "95% interval": row["pearson 95% interval"]}
+
+
 def render(evaluations, interview, shipped: Calibration, curves, seconds: float, settings: Settings) -> str:
     mohler = next(e for e in evaluations if e.name == "mohler")
-    m = mohler.metrics.set_index(["method", "mapping"])["pearson"]
+    m = mohler.metrics.set_index(["method", "mapping"])
     published = pd.DataFrame(
-        [{"system": k, "pearson": v} for k, v in PUBLISHED.items()]
-        + [{"system": f"this grader, {mp} ({MAPPING_DOC[mp].split(',')[0]})", "pearson": m[(OURS, mp)]}
+        [{"system": k, "pearson": v, "95% interval": "(published)"} for k, v in PUBLISHED.items()]
+        + [{"system": f"this grader, {mp} ({MAPPING_DOC[mp].split(',')[0]})", **_pearson_of(m, OURS, mp)}
            for mp in ("linear", "transfer", "cv")]
-        + [{"system": f"baseline {b}, cv", "pearson": m[(b, "cv")]} for b in BASELINES]
+        + [{"system": f"baseline {b}, cv", **_pearson_of(m, b, "cv")} for b in BASELINES]
     )
     t = settings.thresholds
     parts = [
@@ -204,7 +209,8 @@ def render(evaluations, interview, shipped: Calibration, curves, seconds: float,
         f"`{', '.join(METHODS[OURS])}`. Baselines: "
         + "; ".join(f"**{k}**: {v}" for k, v in BASELINES.items())
         + ". Each baseline is mapped to the score scale exactly as ours is (same ridge+isotonic fit, same folds).\n",
-        "Metrics: Pearson and Spearman on the raw scale; RMSE in points; quadratic weighted kappa after "
+        "Metrics: Pearson and Spearman on the raw scale, Pearson with a 95% interval from resampling whole "
+        "questions (1000 rounds; differences inside it are within noise); RMSE in points; quadratic weighted kappa after "
         "rounding human and predicted scores to whole points (Mohler, 0-5) or quarter points (SAF, 0-1); "
         "macro-F1 (SAF) over Correct / Partially correct / Incorrect, predicted from the score share with cuts "
         "0.32 and 0.82 (halfway between the classes' mean human share in SAF training). SAF has no stated "

@@ -156,6 +156,12 @@ def polarity_flipped(statement: str, evidence: str) -> bool:
     return negated != swapped
 
 
+# "no more than two children", "cannot be longer than 8 bytes", "must not exceed the window" state a bound:
+# they restate a statement about a maximum or a size ("at most two children") and deny only a statement
+# that makes the same comparison ("a node can have more than two children").
+_COMPARATIVE = r"(?:(?:more|less|fewer|greater|larger|bigger|higher|lower|smaller|longer|shorter)\s+than\b|exceed)"
+_BOUND = re.compile(rf"\W*(?:\w+\W+){{0,2}}?{_COMPARATIVE}", re.IGNORECASE)
+_COMPARES = re.compile(rf"\b{_COMPARATIVE}", re.IGNORECASE)
 SCOPE_WORDS = 3  # the content words after a negation cue that it negates ("does not [normalize the activations]")
 _SCOPE_END = re.compile(r"[,;:.!?()\[\]]")
 
@@ -175,6 +181,8 @@ def denies_statement(statement: str, evidence: str, restricted: bool = False) ->
     said = content_stems(statement)
     for m in _NEGATION.finditer(evidence):
         if _SUBORDINATE.search(_SCOPE_END.split(evidence[: m.start()])[-1]):
+            continue
+        if _BOUND.match(evidence, m.end()) and not _COMPARES.search(statement):
             continue
         rest = _SCOPE_END.split(evidence[m.end():], maxsplit=1)[0]
         scope = [w for w in words(rest) if w not in ENGLISH_STOP_WORDS and len(w) > 2][:SCOPE_WORDS]

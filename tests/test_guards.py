@@ -41,6 +41,11 @@ from grader.guards import (
         ("Local variables are only seen inside their function.", "They cannot be used outside that function.", False),
         # ... but a negation of exactly what the restriction says still denies it.
         ("Max pooling keeps only the largest value.", "Max pooling does not keep the largest value.", True),
+        # A negated comparison states a bound ("no more than two" = "at most two"); it denies only a comparison.
+        ("The maximum number of children per node is two.", "Every node has no more than two children.", False),
+        ("The header has a fixed length of 8 bytes.", "The header must not exceed 8 bytes.", False),
+        ("A node can have more than two children.", "A node cannot have more than two children.", True),
+        ("It uses more memory than an array.", "It does not use more memory than an array.", True),
         # Directions about different things are no reversal; a thing moved both ways has no direction.
         ("Frame bursting reduces the overhead for small frames.", "Frame bursting increases the latency.", False),
         (
@@ -137,7 +142,7 @@ def test_keyword_lists_and_restated_questions_score_below_the_partial_answer(att
         assert RULES["keyword list"](case, scores), (case.rubric.id, scores)
         restated_below += RULES["question restated"](case, scores)
         flagged += bool({"question_restated", "question_restated_only"} & set(res["restated"].flags))
-    # The restated threshold (0.90, chosen on Mohler and SAF) flags only near-copies of the question;
+    # The restated threshold (0.95, chosen on Mohler and SAF) flags only near-copies of the question;
     # the other restatements score low because they come no nearer the key points than the question.
     assert restated_below == len(attacked) and flagged >= len(attacked) // 2
 
