@@ -220,7 +220,7 @@ class Grader:
         )
         if best_any < t.off_topic_threshold and not set(flags) & ZERO_SCORE_FLAGS:
             # A sentence vector of "logn" or "its resizeable" is far from any reference; humans gave such Mohler
-            # answers 2.6 of 5 on average, so a short answer is judged on its key points and sent for review.
+            # answers 3.2 of 5 on average, so a short answer is judged on its key points and sent for review.
             flags.append("off_topic" if len(text.split()) >= t.off_topic_min_words else "short_answer")
         if len(text.split()) > self.settings.too_long_words:
             flags.append("too_long")
