@@ -195,8 +195,9 @@ class Grader:
         sims = similarities(span_vecs, rv)
         n = len(clauses)
         flags: list[str] = []
-        lang = "no_answer" if is_non_answer(text) else language_flag(text)
-        if lang:
+        if is_non_answer(text):
+            flags.append("no_answer")
+        elif lang := language_flag(text):
             flags.append(lang)
         instruction = np.array(instruction_parts([c.text for c in clauses]), dtype=bool)
         nearest_point = sims.key_points[:n].max(axis=1)

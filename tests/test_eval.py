@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from eval.calibration import fit_mapping
 from eval.datasets import load_dataset, load_mohler
 from eval.evaluate import OURS, evaluate, grade_with_baselines
-from eval.metrics import macro_f1, pearson, qwk, rmse, spearman
+from eval.metrics import macro_f1, pearson, pearson_interval, qwk, rmse, spearman
 from eval.report import load_transfer, save_transfer
 from grader.calibrate import load_calibration
 from grader.cli import app
@@ -32,6 +32,16 @@ def test_metrics_on_known_inputs():
     assert qwk(human, pred, 5) < 1.0
     assert np.isnan(pearson([1, 1, 1], [1, 2, 3]))  # a constant input has no correlation, and says so
     assert macro_f1(["Correct", "Incorrect", "Partially correct"], [1.0, 0.0, 0.5]) == pytest.approx(1.0)
+
+
+def test_the_pearson_interval_resamples_whole_questions():
+    rng = np.random.default_rng(1)
+    human = rng.uniform(0, 5, 300)
+    frame = pd.DataFrame({"group": np.repeat(np.arange(30), 10), "human": human,
+                          "exact": human, "noisy": human + rng.normal(0, 2, 300)})
+    assert pearson_interval(frame, "exact") == "1.00-1.00"
+    low, high = map(float, pearson_interval(frame, "noisy").split("-"))
+    assert low < pearson(frame["human"], frame["noisy"]) < high and high - low < 0.3
 
 
 def test_the_eval_memo_reloads_sentence_and_token_vectors_without_the_model(grader, tmp_path):
