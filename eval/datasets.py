@@ -8,6 +8,7 @@ rubric) or ``rubric_id`` (a shipped rubric), ``answer``, ``human`` (the human sc
 
 from __future__ import annotations
 
+import html
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -31,7 +32,11 @@ def _table(rows: list[dict], dataset: str) -> pd.DataFrame:
 
 
 def load_mohler(path: Path) -> pd.DataFrame:
-    """Mohler et al. (2011): 0-5 scores, the mean of two graders (``score_avg``); one reference per question."""
+    """Mohler et al. (2011): 0-5 scores, the mean of two graders (``score_avg``); one reference per question.
+
+    Ten answers keep the HTML escapes of the site they were collected on ("const -&gt; nonconst"); they are
+    read as the students typed them ("const -> nonconst").
+    """
     raw = pd.read_csv(path, dtype={"id": str})
     needed = {"id", "question", "desired_answer", "student_answer", "score_avg"}
     if not needed <= set(raw.columns):
@@ -42,7 +47,7 @@ def load_mohler(path: Path) -> pd.DataFrame:
             "group": r.id,
             "question": r.question,
             "reference": r.desired_answer,
-            "answer": str(r.student_answer),
+            "answer": html.unescape(str(r.student_answer)),
             "human": r.score_avg,
             "max_score": 5.0,
         }

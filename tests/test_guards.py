@@ -170,3 +170,30 @@ def test_long_answers_are_graded_in_full_but_flagged(grader, rubrics):
     long_answer = "Max pooling keeps the largest value in each window. " + "It is used in many networks. " * 90
     result = grader.grade(rubrics["max-pooling"], long_answer)
     assert "too_long" in result.flags and result.key_points[0].status == "covered"
+
+
+@pytest.mark.parametrize("text", [
+    "La normalisation met toutes les variables sur une meme echelle commune avant entrainement",
+    "La normalizacion pone todas las variables en una misma escala antes del entrenamiento del modelo",
+    "Il pooling massimo mantiene il valore piu grande in ogni finestra della mappa",
+    "Normalisatie brengt alle kenmerken naar dezelfde schaal voordat het model wordt getraind",
+])
+def test_prose_in_another_latin_script_language_is_flagged(text):
+    assert language_flag(text) == "other_language"
+
+
+@pytest.mark.parametrize("text", [
+    # Mohler and SAF answers that were flagged before lists were told apart from other languages.
+    "1- specification 2- design 3- risk analysis 4- verification 5- coding 6- testing 7- refining 8- production",
+    "- Bigger adress room\n- Better security \n- Reduce routing tables\n- Simplify headers",
+    "1. more global addresses\n2. Increase security\n3. Reduce routing tables\n4. Simplify protocol processing",
+    "time complexity using big O logarthmic O(log n) linear O(n) exponential O(n^2) quadratic O(n^k) Polynomial",
+    "access specifiers and functions, oftentimes a constructor.",  # "a" is a word, not an unknown token
+])
+def test_an_english_list_without_function_words_is_not_another_language(text):
+    assert language_flag(text) is None
+
+
+def test_code_is_not_judged_for_its_language():
+    # A Mohler answer (human 5 of 5): code's identifiers are not English words, nor another language.
+    assert language_flag("void inorder(ptNode ptr) { if (ptr) { inorder (ptr->left); cout<<ptr->data; inorder(ptr->right); } }") is None
