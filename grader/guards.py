@@ -250,7 +250,7 @@ _FORMULA = re.compile(r"[0-9=+*/^<>()\[\]{}%,.;&|-]")
 
 
 # The items of a written-out list: lines, or enumerators ("1.", "2-", "3)") and bullets ("-", "*").
-_LIST_ITEM = re.compile(r"(?:^|\n|\s)(?:\d{1,2}\s*[.):-]|[-*\u2022])\s+")
+_LIST_ITEM = re.compile(r"(?:^|\s)(?:\d{1,2}\s*[.):-]|[-*\u2022])\s+")
 LIST_MIN_ITEMS = 3
 # An English word list without function words still has most of its words in the English vocabulary;
 # French, Spanish, Italian or German prose had at most 0.62 of them (tests/test_guards.py).
@@ -283,9 +283,9 @@ def language_flag(text: str) -> str | None:
         return "other_language" if 0.3 <= vowels <= 0.55 else "gibberish"
     # English prose is about a third function words; a sentence with almost none is another language,
     # unless it is a list of terms (every such flag on Mohler and SAF was a list, human 0.45-1.0 of full marks).
-    listed = is_keyword_list(text) or is_written_list(text) or known >= KNOWN_LIST_SHARE
-    if len(tokens) >= 8 and stop_share < 0.08 and not listed:
-        return "other_language"
+    if len(tokens) >= 8 and stop_share < 0.08 and known < KNOWN_LIST_SHARE:
+        if not (is_keyword_list(text) or is_written_list(text)):
+            return "other_language"
     return None
 
 
