@@ -1,4 +1,11 @@
-"""Sentence embeddings: one ``encode`` call for many texts, normalized, offline, batched.
+"""Sentence embeddings: one ``encode`` call for many texts, normalized, offline.
+
+Every text gets a forward pass of its own, unpadded. In a padded batch a text's vector changes in
+the last digits with the lengths of its batch-mates (the attention sums run over the padded
+length), and on some CPUs that flipped a similarity at its fourth decimal (issue 21). One pass per
+text makes a vector a function of its text alone, so a grade never depends on which answers were
+graded with it or on what was cached; on 2 cores it costs about a fifth of the throughput of
+padded batches of 64 (benchmarks/results/batch.md).
 
 ``encode_with_tokens`` also returns, from the same forward pass, the model's contextual vectors of each
 word token (word pieces holding a letter or digit; special tokens and punctuation dropped), for the
@@ -89,39 +96,37 @@ class Encoder:
         self._lock = Lock()
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Embed ``texts`` in one batched call; an empty list gives a (0, dim) array."""
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock:
-            self.calls += 1
-            # sentence-transformers sorts the texts by length inside encode (longest first), batches
-            # them and restores the input order, so batches hold texts of similar length.
-            vectors = self.model.encode(
-                list(texts),
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-        return np.asarray(vectors, dtype=np.float32)
+        """Embed ``texts``, unit-length rows in input order; an empty list gives a (0, dim) array."""
+        return self._run(texts, with_tokens=False)[0]
 
     def encode_with_tokens(self, texts: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
         """``encode(texts)`` and, per text, the unit vectors of its word tokens (n_tokens, dim), in one pass."""
+        return self._run(texts, with_tokens=True)
+
+    def _run(self, texts: list[str], with_tokens: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One forward pass per text (see the module docstring: a text's vector depends on that text alone)."""
+        import torch
+
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        tokens: list[np.ndarray] = []
         if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32), []
-        with self._lock:
+            return vectors, tokens
+        with self._lock, torch.inference_mode():
             self.calls += 1
-            outputs = self.model.encode(
-                list(texts), batch_size=self.batch_size, output_value=None, show_progress_bar=False
-            )  # per text: the pipeline's features, "sentence_embedding" already normalized
-            offsets = self.model.tokenizer(
-                list(texts), truncation=True, max_length=self.model.max_seq_length, return_offsets_mapping=True
-            )["offset_mapping"]
-        vectors = np.stack([o["sentence_embedding"].float().numpy() for o in outputs])
-        tokens = [
-            word_tokens(text, off, out["token_embeddings"].float().numpy())
-            for text, off, out in zip(texts, offsets, outputs)
-        ]
+            encoded = self.model.tokenizer(
+                list(texts), truncation=True, max_length=self.model.max_seq_length, return_offsets_mapping=with_tokens
+            )
+            for i, ids in enumerate(encoded["input_ids"]):
+                features = {
+                    name: torch.tensor([encoded[name][i]])
+                    for name in ("input_ids", "attention_mask", "token_type_ids")
+                    if name in encoded
+                }
+                out = self.model.forward(features)  # the pipeline: transformer, mean pooling, normalisation
+                vectors[i] = out["sentence_embedding"][0].float().numpy()
+                if with_tokens:
+                    hidden = out["token_embeddings"][0].float().numpy()
+                    tokens.append(word_tokens(texts[i], encoded["offset_mapping"][i], hidden))
         return vectors, tokens
 
 

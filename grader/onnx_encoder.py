@@ -35,9 +35,10 @@ _POOLING_MODES = {
     "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len",
 }
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-# onnxruntime's int8 kernels ran fastest with small batches of length-sorted clauses (2 cores,
-# benchmarks/encoders.py: 16 rows ~1.5x the throughput of 64), so larger configured batches are cut to this.
-MAX_ONNX_BATCH = 16
+# One text per session run, as in the torch encoder: dynamic int8 quantization scales activations per
+# run, so in a batch a text's vector moved with its batch-mates (cosine ~0.99); alone it is a function
+# of the text, and ``grade`` and ``batch`` agree.
+ONNX_BATCH = 1
 
 
 def default_cache_dir() -> Path:
@@ -205,7 +206,7 @@ class OnnxEncoder:
         self.name = ("all-MiniLM-L6-v2" if model_path is None else source.name) + "+onnx-int8"
         self.weights_hash = weights_hash(self.path.parent, (QUANTIZED_FILE,))
         self.source = source
-        self.batch_size = min(batch_size, MAX_ONNX_BATCH)
+        self.batch_size = ONNX_BATCH
         self.calls = 0
         self._lock = Lock()
 
@@ -222,7 +223,7 @@ class OnnxEncoder:
         self.dim = int(self.session.get_outputs()[0].shape[-1])
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Embed ``texts``: longest first in batches of similar length, returned in input order."""
+        """Embed ``texts``, one session run per text, returned in input order."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
