@@ -3,7 +3,8 @@
 Columns of every table (``COLUMNS``): ``dataset``, ``row_id``, ``group`` (the question; folds and
 per-question metrics split on it), ``question``, ``reference`` (a reference answer, drafted into a
 rubric) or ``rubric_id`` (a shipped rubric), ``answer``, ``human`` (the human score), ``max_score``,
-``label`` (a class label where the data set has one) and ``kind`` (the example's kind, ml_interview).
+``label`` (a class label where the data set has one), ``kind`` (the example's kind, ml_interview) and
+``covers`` (the key point ids an example states, where the data set says).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from grader.errors import InputFileError
 
 COLUMNS = [
     "dataset", "row_id", "group", "question", "reference", "rubric_id", "answer", "human", "max_score", "label", "kind",
+    "covers",
 ]
 SAF_SPLITS = ("training", "unseen_answers", "unseen_questions")
 
@@ -120,6 +122,7 @@ def load_ml_interview(folder: Path) -> pd.DataFrame:
                     "human": ex["expected_score"],
                     "max_score": float("nan"),  # filled from the rubric when graded
                     "kind": ex.get("kind", ""),
+                    "covers": list(ex.get("covers", [])),  # the key points the example states
                 }
             )
     return _table(rows, "ml_interview")

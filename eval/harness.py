@@ -81,6 +81,16 @@ def grade_table(frame: pd.DataFrame, grader: Grader) -> GradedTable:
         for r, g, a in zip(results, frame["group"], frame["answer"])
     ]
     out["zeroed"] = [isinstance(r, GraderError) or bool(set(r.flags) & ZERO_SCORE_FLAGS) for r in results]
+    # The uncalibrated score beside the grader's own: weighted coverage x max_score, less misconception penalties.
+    out["linear"] = [
+        0.0 if isinstance(r, GraderError) else max(0.0, r.coverage * r.max_score - sum(h.penalty for h in r.misconceptions))
+        for r in results
+    ]
+    # Per key point (for fitting grader.mapping): id, weight, status and the accepted-evidence features.
+    out["points"] = [
+        [] if isinstance(r, GraderError) else [(v.id, v.weight, v.status, v.features) for v in r.key_points]
+        for r in results
+    ]
     for name in FEATURES:
         out[name] = [f[name] for f in feats]
     return GradedTable(out, rubrics, time.perf_counter() - started)

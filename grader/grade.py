@@ -13,6 +13,7 @@ import numpy as np
 
 from . import __version__
 from .calibrate import load_calibration
+from .mapping import load_mapping
 from .encoder import EmbeddingCache, Encoder, VectorStore, load_encoder
 from .errors import AnswerError, AnswerTooLarge, GraderError, RubricError
 from .guards import (
@@ -35,7 +36,16 @@ from .match import (
 )
 from .result import Evidence, Fingerprint, GradeResult, MisconceptionHit
 from .rubric import Rubric
-from .score import ZERO_SCORE_FLAGS, REVIEW_FLAGS, AnswerView, confidence_of, coverage_of, judge_key_points, points_for
+from .score import (
+    ZERO_SCORE_FLAGS,
+    REVIEW_FLAGS,
+    AnswerView,
+    confidence_of,
+    coverage_of,
+    judge_key_points,
+    mapped_points,
+    points_for,
+)
 from .segment import distinct_clauses, segment_answer
 from .settings import Settings, Thresholds, get_settings
 
@@ -89,9 +99,12 @@ class Grader:
         self.cache = EmbeddingCache(self.settings.embedding_cache_size)
         # A second, shared level for key-point embeddings (the store): workers and restarts reuse them.
         self.vectors = vectors
-        # A fitted calibration artefact maps coverage + similarities to the score scale; none = linear.
+        # The default score: per-key-point probabilities from accepted evidence, mapped monotonically
+        # (grader.mapping). An answer-level calibration artefact (calibration_path) replaces it when set;
+        # score_mapping=linear gives weighted coverage x max_score.
         self.calibration_model = load_calibration(s.calibration_path) if s.calibration_path else None
-        self.calibration = self.calibration_model.name if self.calibration_model else "linear"
+        self.mapping = None if self.calibration_model or s.score_mapping == "linear" else load_mapping(s.mapping_path)
+        self.calibration = (self.calibration_model or self.mapping).name if (self.calibration_model or self.mapping) else "linear"
 
     def thresholds_for(self, rubric: Rubric) -> Thresholds:
         if not rubric.thresholds:
@@ -213,7 +226,8 @@ class Grader:
             flags.append("question_restated_only" if (restated | instruction).all() else "question_restated")
         excluded = instruction | restated
         view = AnswerView(text, clauses, spans, excluded, keyword, nearest_point, clause_tokens, flags)
-        verdicts = judge_key_points(rubric, rv, sims, view, t)
+        judgement = judge_key_points(rubric, rv, sims, view, t)
+        verdicts = judgement.verdicts
 
         eligible = np.array([not excluded[list(s.clauses)].any() for s in spans], dtype=bool)
         best_any = max(
@@ -232,10 +246,13 @@ class Grader:
         if hits:
             flags.append("misconception")
         coverage = coverage_of(rubric, verdicts)
-        words = word_share(text, rv) if self.calibration_model is not None else None
-        points = points_for(rubric, verdicts, coverage, self.calibration_model, rv.question_similarity, words) - sum(
-            h.penalty for h in hits
-        )
+        if self.mapping is not None:
+            points, probability = mapped_points(rubric, judgement, self.mapping, t)
+            verdicts = [v.model_copy(update={"probability": round(float(p), 4)}) for v, p in zip(verdicts, probability)]
+        else:
+            words = word_share(text, rv) if self.calibration_model is not None else None
+            points = points_for(rubric, verdicts, coverage, self.calibration_model, rv.question_similarity, words)
+        points -= sum(h.penalty for h in hits)
         if set(flags) & ZERO_SCORE_FLAGS:
             coverage, points = 0.0, 0.0
         elif all(v.status in ("missing", "contradicted") for v in verdicts) and "off_topic" not in flags:

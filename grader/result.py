@@ -34,6 +34,15 @@ class KeyPointVerdict(BaseModel):
         description="share of the key point's wording (beyond the question's) that the answer expresses, 0..1: each "
         "word of the key point matched to its nearest word of the answer by the model's contextual word vectors",
     )
+    probability: float | None = Field(
+        None,
+        description="fitted probability that the answer states the key point, from its accepted evidence "
+        "(the default score mapping); null under the linear mapping",
+    )
+    features: dict[str, float] = Field(
+        default_factory=dict,
+        description="what the score mapping reads, measured on the accepted evidence only (grader.mapping.POINT_FEATURES)",
+    )
     evidence: Evidence | None = Field(None, description="the span that supports the status")
     contradiction: Evidence | None = Field(None, description="the span that denies the key point, if any")
 

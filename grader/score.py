@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .calibrate import Calibration, features_from
+from .mapping import POINT_FEATURES, ScoreMapping
 from .guards import polarity_flipped, states_claim
 from .match import RubricVectors, Similarities, Span, alignment, span_new_words, span_text, token_matches
 from .result import Evidence, KeyPointVerdict, Status
@@ -87,9 +88,18 @@ def _clause_capacity(clause: Clause) -> int:
     return max(1, len(clause.text.split()) // WORDS_PER_POINT)
 
 
+@dataclass
+class Judgement:
+    """The verdicts of one answer and, per key point, the features of its accepted evidence."""
+
+    verdicts: list[KeyPointVerdict]
+    features: np.ndarray  # (K, len(POINT_FEATURES)), all 0 for a point with no accepted evidence or denied
+    keyword_evidence: np.ndarray  # (K,) bool: the point's evidence is a bare list of terms
+
+
 def judge_key_points(
     rubric: Rubric, rv: RubricVectors, sims: Similarities, view: AnswerView, t: Thresholds
-) -> list[KeyPointVerdict]:
+) -> Judgement:
     """Status, credit and evidence per key point.
 
     A clause that says the opposite of a key point (negation, antonym, or a listed contradiction
@@ -183,6 +193,11 @@ def judge_key_points(
 
     words = span_new_words([span_text(view.clauses, s) for s in view.spans], rv)  # (S, K)
     words = np.where(span_excluded[:, None] | denied, 0.0, words)
+    # Each span's alignment with each key point, over the words of its own (not excluded) clauses only.
+    kept_matches = np.where(view.excluded[:, None], 0.0, matches)
+    span_aligned = alignment(np.stack([kept_matches[s.first : s.last + 1].max(axis=0) for s in view.spans]), rv)
+    features = np.zeros((n_kp, len(POINT_FEATURES)))
+    keyword_evidence = np.zeros(n_kp, dtype=bool)
     verdicts = []
     for k, kp in enumerate(rubric.key_points):
         sim = float(support[best[k], k])
@@ -203,6 +218,12 @@ def judge_key_points(
                 status, credit = "partial", t.keyword_list_credit
                 if "keyword_list" not in view.flags:
                     view.flags.append("keyword_list")
+        if status != "contradicted" and sim > 0:
+            j = best[k]
+            base = min(float(rv.question_similarity[k]), 0.95)
+            relative = min(max((sim - base) / (1.0 - base), 0.0), 1.0)
+            features[k] = (min(sim, 1.0), relative, span_aligned[j, k], words[j, k], max(credit, 0.0))
+            keyword_evidence[k] = bool(span_keywords[j])
         verdicts.append(
             KeyPointVerdict(
                 id=kp.id,
@@ -212,11 +233,12 @@ def judge_key_points(
                 similarity=round(max(sim if status != "missing" else float(nearest_any[k]), 0.0), 4),
                 credit=round(credit, 4),
                 alignment=round(float(aligned[k]), 4),
+                features=dict(zip(POINT_FEATURES, np.round(features[k], 4).tolist())),
                 evidence=_evidence(view, view.spans[best[k]], sim) if status != "missing" and sim > 0 else None,
                 contradiction=_evidence(view, view.spans[against_at[k]], against[k]) if contradicted[k] else None,
             )
         )
-    return verdicts
+    return Judgement(verdicts, np.round(features, 4), keyword_evidence)
 
 
 def coverage_of(rubric: Rubric, verdicts: list[KeyPointVerdict]) -> float:
@@ -237,12 +259,43 @@ def points_for(
     (through the calibration's mapping to the human scale when one is loaded)."""
     if rubric.scoring.mode == "count":
         count = sum(1.0 if v.status == "covered" else 0.5 if v.status == "partial" else 0.0 for v in verdicts)
-        reached = [n for n in rubric.scoring.bands if n <= count]
-        return float(rubric.scoring.bands[max(reached)]) if reached else 0.0
+        return count_points(rubric, count - 0.5)  # the threshold rule counts whole points only
     if calibration is not None:
         features = features_from(verdicts, coverage, question_similarity, word_share)
         return calibration.share_of(features) * rubric.max_score
     return coverage * rubric.max_score
+
+
+def mapped_points(
+    rubric: Rubric, judgement: Judgement, mapping: ScoreMapping, t: Thresholds
+) -> tuple[float, np.ndarray]:
+    """Points under a ``ScoreMapping`` (before misconception penalties and zero flags) and each point's probability.
+
+    The guards' hard effects are applied after the mapping, so no fit can undo them: an answer that
+    states no key point (none covered or partial) scores 0; a contradicted point has probability 0 and
+    its weight share is taken off the mapped score; a point evidenced only by a bare list of terms can
+    add at most ``keyword_list_credit`` of its weight.
+    """
+    verdicts = judgement.verdicts
+    weights = np.array([v.weight for v in verdicts], dtype=float)
+    total = weights.sum()
+    contradicted = np.array([v.status == "contradicted" for v in verdicts], dtype=bool)
+    p = np.where(contradicted, 0.0, mapping.probability(judgement.features))
+    p = np.where(judgement.keyword_evidence, np.minimum(p, t.keyword_list_credit), p)
+    if not any(v.status in ("covered", "partial") for v in verdicts):
+        return 0.0, p  # only talked about, nothing stated: 0, whatever the curve would lend a vague answer
+    if rubric.scoring.mode == "count":
+        return count_points(rubric, float(p.sum())), p
+    share = float(mapping.share(float(weights @ p) / total))
+    share -= float(weights[contradicted].sum()) / total
+    ceiling = 1.0 - float(weights[judgement.keyword_evidence].sum()) * (1.0 - t.keyword_list_credit) / total
+    return max(0.0, min(share, ceiling)) * rubric.max_score, p
+
+
+def count_points(rubric: Rubric, count: float) -> float:
+    """The band of ``count`` stated key points (rounded to the nearest whole point); 0 below the lowest band."""
+    reached = [n for n in rubric.scoring.bands if n <= count + 0.5]
+    return float(rubric.scoring.bands[max(reached)]) if reached else 0.0
 
 
 def confidence_of(verdicts: list[KeyPointVerdict], flags: list[str], t: Thresholds) -> float:

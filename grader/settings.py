@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     )
     rubrics_dir: Path = Field(default_factory=_default_rubrics_dir)
     database_url: str = Field("sqlite:///grader.db", description="SQLAlchemy URL of the store")
+    score_mapping: str = Field(
+        "evidence",
+        description="how key-point evidence becomes a score: 'evidence' (the shipped fitted mapping, "
+        "grader/mappings/evidence.json), 'linear' (weighted coverage x max_score), or the path of a mapping file",
+    )
     calibration_path: Path | None = Field(
         None, description="a calibration artefact (JSON) mapping coverage to the score scale; none = linear"
     )
@@ -111,6 +116,13 @@ class Settings(BaseSettings):
     )
 
     thresholds: Thresholds = Field(default_factory=Thresholds)
+
+    @property
+    def mapping_path(self) -> Path:
+        """The mapping file ``score_mapping`` names (only meaningful when it is not 'linear')."""
+        from .mapping import SHIPPED_PATH
+
+        return SHIPPED_PATH if self.score_mapping == "evidence" else Path(self.score_mapping)
 
     @field_validator("api_keys", mode="before")
     @classmethod
