@@ -7,8 +7,11 @@ live in ``match.py`` beside the similarity matrix they use.
 from __future__ import annotations
 
 import re
+import threading
 from functools import lru_cache
 
+import Stemmer
+from lingua import Language, LanguageDetector, LanguageDetectorBuilder
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 _WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?")
@@ -186,7 +189,7 @@ def denies_statement(statement: str, evidence: str, restricted: bool = False) ->
             continue
         rest = _SCOPE_END.split(evidence[m.end():], maxsplit=1)[0]
         scope = [w for w in words(rest) if w not in ENGLISH_STOP_WORDS and len(w) > 2][:SCOPE_WORDS]
-        hits = [_stem(w) in said for w in scope]
+        hits = [stem(w) in said for w in scope]
         if (all(hits) and bool(hits)) if restricted else any(hits):
             return True
     return False
@@ -242,19 +245,36 @@ def _english_vocabulary() -> frozenset[str]:
 
 
 LANGUAGE_MIN_WORDS = 6
+# Scripts written without spaces (Chinese, Japanese, Thai): about two characters make a word.
+_UNSPACED = re.compile(r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
+_LETTER_WORD = re.compile(r"[^\W\d_]{2,}")
 # Worked calculations ("P(B) = 0,6^3 * 0,4^3 = 0,0138") and code ("if (ptr) { inorder(ptr->left); }") are
 # mostly digits, operators and brackets, and their few words ("nCr", "ptr") are not English prose; humans
 # gave such SAF answers 0.9 of full marks on average, so text this formal is not judged for its language.
 FORMULA_SHARE = 0.25
 _FORMULA = re.compile(r"[0-9=+*/^<>()\[\]{}%,.;&|-]")
-
-
 # The items of a written-out list: lines, or enumerators ("1.", "2-", "3)") and bullets ("-", "*").
 _LIST_ITEM = re.compile(r"(?:^|\s)(?:\d{1,2}\s*[.):-]|[-*\u2022])\s+")
 LIST_MIN_ITEMS = 3
-# An English word list without function words still has most of its words in the English vocabulary;
-# French, Spanish, Italian or German prose had at most 0.62 of them (tests/test_guards.py).
-KNOWN_LIST_SHARE = 0.8
+# lingua's confidence in the most likely language, when that is not English, above which the text is another
+# language. Short prose in French, German, Dutch, ... scores 0.87-1.0; on Mohler and SAF no English answer
+# reached 0.5 (English technical text that lingua doubts spreads its confidence over several languages).
+OTHER_LANGUAGE_CONFIDENCE = 0.7
+# The languages lingua weighs: English and the languages students most often write instead (European and
+# major Asian ones). A language outside the set still lands on one of them, far from English. All 75 of
+# lingua's languages cost 900 MB and wrongly flagged Mohler answers as Latin or Afrikaans (eval/experiments.md).
+_L = Language
+DETECTED_LANGUAGES = (
+    _L.ENGLISH, _L.FRENCH, _L.GERMAN, _L.SPANISH, _L.PORTUGUESE, _L.ITALIAN, _L.DUTCH, _L.POLISH, _L.TURKISH,
+    _L.INDONESIAN, _L.VIETNAMESE, _L.RUSSIAN, _L.UKRAINIAN, _L.ARABIC, _L.PERSIAN, _L.HINDI, _L.CHINESE,
+    _L.JAPANESE, _L.KOREAN,
+)
+
+
+@lru_cache(maxsize=1)
+def _language_detector() -> LanguageDetector:
+    """lingua's detector, built once on first use (its models load lazily, about 280 MB once all are in)."""
+    return LanguageDetectorBuilder.from_languages(*DETECTED_LANGUAGES).build()
 
 
 def is_written_list(text: str) -> bool:
@@ -263,46 +283,60 @@ def is_written_list(text: str) -> bool:
     return len(lines) >= LIST_MIN_ITEMS or len(_LIST_ITEM.findall(text)) >= LIST_MIN_ITEMS
 
 
-def language_flag(text: str) -> str | None:
-    """``gibberish`` or ``other_language`` when the text is not English prose, else None."""
-    letters = [ch for ch in text if ch.isalpha()]
-    if letters and sum(ch.isascii() for ch in letters) / len(letters) < 0.6:
-        return "other_language"
+def _judged_words(text: str) -> int:
+    """How many words the text has for judging its language, in any script."""
+    unspaced = len(_UNSPACED.findall(text))
+    return len(_LETTER_WORD.findall(_UNSPACED.sub(" ", text))) + unspaced // 2
+
+
+def is_other_language(text: str) -> bool:
+    """Whether lingua is confident that the text is written in a language other than English."""
+    best = _language_detector().compute_language_confidence_values(text)[0]
+    return best.language != Language.ENGLISH and best.value >= OTHER_LANGUAGE_CONFIDENCE
+
+
+def is_gibberish(text: str) -> bool:
+    """Keyboard mashing: mostly unknown words whose vowel share is not that of a natural language."""
     # Single letters ("a", "O(n)", "k") are variables as often as words: they do not tell the language.
     tokens = [t for t in words(text) if len(t) > 1]
-    if len(tokens) < LANGUAGE_MIN_WORDS:  # "O(n)", "statically and dynamically": too short to judge
+    if len(tokens) < LANGUAGE_MIN_WORDS or sum(t in _english_vocabulary() for t in tokens) >= 0.5 * len(tokens):
+        return False
+    # Natural languages keep a vowel share of about a third; keyboard mashing does not.
+    vowels = sum(ch in "aeiouy" for t in tokens for ch in t) / sum(map(len, tokens))
+    return not 0.3 <= vowels <= 0.55
+
+
+def language_flag(text: str) -> str | None:
+    """``other_language`` or ``gibberish`` when the text is not English prose, else None.
+
+    Only text lingua can judge is judged: not text too short to tell ("O(n)", "statically and
+    dynamically"), not formulas or code, and not written lists of terms, which lack the function words
+    that tell a language (every such flag on Mohler and SAF was wrong, human 0.45-1.0 of full marks).
+    """
+    if _judged_words(text) < LANGUAGE_MIN_WORDS:
         return None
     visible = "".join(text.split())
     if len(_FORMULA.findall(visible)) >= FORMULA_SHARE * len(visible):
         return None
-    known = sum(t in _english_vocabulary() for t in tokens) / len(tokens)
-    stop_share = sum(t in ENGLISH_STOP_WORDS for t in tokens) / len(tokens)
-    if known < 0.5:
-        # Natural languages keep a vowel share of about a third; keyboard mashing does not.
-        vowels = sum(ch in "aeiouy" for t in tokens for ch in t) / max(1, sum(map(len, tokens)))
-        return "other_language" if 0.3 <= vowels <= 0.55 else "gibberish"
-    # English prose is about a third function words; a sentence with almost none is another language,
-    # unless it is a list of terms (every such flag on Mohler and SAF was a list, human 0.45-1.0 of full marks).
-    if len(tokens) >= 8 and stop_share < 0.08 and known < KNOWN_LIST_SHARE:
-        if not (is_keyword_list(text) or is_written_list(text)):
-            return "other_language"
-    return None
+    if not (is_keyword_list(text) or is_written_list(text)) and is_other_language(text):
+        return "other_language"
+    return "gibberish" if is_gibberish(text) else None
 
 
-_SUFFIXES = ("ations", "ation", "ings", "ing", "ed", "es", "s")
+_stemmers = threading.local()  # a PyStemmer stemmer keeps state between calls: one per thread
 
 
-def _stem(word: str) -> str:
-    """A crude stem: an inflection off, then the first five letters ("adding"/"adds", "learned"/"learnable")."""
-    for suffix in _SUFFIXES:
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)][:5]
-    return word[:5]
+def stem(word: str) -> str:
+    """The Snowball (Porter 2) English stem of a lower-case word: "adding"/"adds" -> "add"."""
+    stemmer = getattr(_stemmers, "english", None)
+    if stemmer is None:
+        stemmer = _stemmers.english = Stemmer.Stemmer("english")
+    return stemmer.stemWord(word)
 
 
 def content_stems(text: str) -> set[str]:
     """The stems of a text's content words (stop words and words under 3 letters left out)."""
-    return {_stem(w) for w in words(text) if w not in ENGLISH_STOP_WORDS and len(w) > 2}
+    return {stem(w) for w in words(text) if w not in ENGLISH_STOP_WORDS and len(w) > 2}
 
 
 def adds_to_question(clause: str, question: str, key_points: list[str]) -> bool:

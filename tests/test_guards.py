@@ -12,6 +12,7 @@ from grader.guards import (
     is_non_answer,
     language_flag,
     polarity_flipped,
+    stem,
 )
 
 
@@ -192,6 +193,35 @@ def test_prose_in_another_latin_script_language_is_flagged(text):
 ])
 def test_an_english_list_without_function_words_is_not_another_language(text):
     assert language_flag(text) is None
+
+
+@pytest.mark.parametrize("text", [
+    # Short technical prose the hand-written guard let through, and scripts other than Latin.
+    "Der Stack ist ein Speicherbereich, in dem lokale Variablen und Rücksprungadressen liegen.",
+    "Max pooling nimmt den größten Wert in jedem Fenster und verkleinert die Feature Map",
+    "Normalizacja sprowadza wszystkie cechy do tej samej skali przed treningiem modelu",
+    "Нормализация приводит все признаки к одному масштабу перед обучением",
+    "归一化把所有特征缩放到同一个范围，这样训练更稳定。",
+])
+def test_other_languages_and_scripts_are_flagged(text):
+    assert language_flag(text) == "other_language"
+
+
+@pytest.mark.parametrize("text", [
+    # Mohler answers (human 5 of 5) that lingua, asked about all its languages, took for Italian or Afrikaans.
+    "Nonconstant pointer to nonconstant data, nonconstant pointer to constant data, constant pointer to constant data",
+    "if root, set root to NULL else if deleting right leaf, set rightPtr of parent to NULL",
+    "The German word Zeiger means pointer: a pointer stores the address of a variable.",
+    "梯度下降",  # too short to judge
+])
+def test_english_technical_text_and_short_text_are_not_another_language(text):
+    assert language_flag(text) is None
+
+
+def test_words_are_stemmed_by_snowball():
+    assert stem("adding") == stem("adds") == "add"
+    assert stem("normalizes") == stem("normalization") == stem("normalize")
+    assert stem("slides") == stem("slide") and stem("maps") == "map"
 
 
 def test_code_is_not_judged_for_its_language():
