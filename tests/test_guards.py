@@ -178,8 +178,14 @@ def test_long_answers_are_graded_in_full_but_flagged(grader, rubrics):
     "La normalizacion pone todas las variables en una misma escala antes del entrenamiento del modelo",
     "Il pooling massimo mantiene il valore piu grande in ogni finestra della mappa",
     "Normalisatie brengt alle kenmerken naar dezelfde schaal voordat het model wordt getraind",
+    # Short technical prose the hand-written guard let through, and scripts other than Latin.
+    "Der Stack ist ein Speicherbereich, in dem lokale Variablen und Rücksprungadressen liegen.",
+    "Max pooling nimmt den größten Wert in jedem Fenster und verkleinert die Feature Map",
+    "Normalizacja sprowadza wszystkie cechy do tej samej skali przed treningiem modelu",
+    "Нормализация приводит все признаки к одному масштабу перед обучением",
+    "归一化把所有特征缩放到同一个范围，这样训练更稳定。",
 ])
-def test_prose_in_another_latin_script_language_is_flagged(text):
+def test_prose_in_another_language_or_script_is_flagged(text):
     assert language_flag(text) == "other_language"
 
 
@@ -190,31 +196,13 @@ def test_prose_in_another_latin_script_language_is_flagged(text):
     "1. more global addresses\n2. Increase security\n3. Reduce routing tables\n4. Simplify protocol processing",
     "time complexity using big O logarthmic O(log n) linear O(n) exponential O(n^2) quadratic O(n^k) Polynomial",
     "access specifiers and functions, oftentimes a constructor.",  # "a" is a word, not an unknown token
-])
-def test_an_english_list_without_function_words_is_not_another_language(text):
-    assert language_flag(text) is None
-
-
-@pytest.mark.parametrize("text", [
-    # Short technical prose the hand-written guard let through, and scripts other than Latin.
-    "Der Stack ist ein Speicherbereich, in dem lokale Variablen und Rücksprungadressen liegen.",
-    "Max pooling nimmt den größten Wert in jedem Fenster und verkleinert die Feature Map",
-    "Normalizacja sprowadza wszystkie cechy do tej samej skali przed treningiem modelu",
-    "Нормализация приводит все признаки к одному масштабу перед обучением",
-    "归一化把所有特征缩放到同一个范围，这样训练更稳定。",
-])
-def test_other_languages_and_scripts_are_flagged(text):
-    assert language_flag(text) == "other_language"
-
-
-@pytest.mark.parametrize("text", [
     # Mohler answers (human 5 of 5) that lingua, asked about all its languages, took for Italian or Afrikaans.
     "Nonconstant pointer to nonconstant data, nonconstant pointer to constant data, constant pointer to constant data",
     "if root, set root to NULL else if deleting right leaf, set rightPtr of parent to NULL",
     "The German word Zeiger means pointer: a pointer stores the address of a variable.",
     "梯度下降",  # too short to judge
 ])
-def test_english_technical_text_and_short_text_are_not_another_language(text):
+def test_english_lists_and_technical_text_are_not_another_language(text):
     assert language_flag(text) is None
 
 
