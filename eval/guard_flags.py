@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from grader.guards import content_stems, is_non_answer, language_flag
+from grader.guards import content_stems, is_non_answer
+from grader.language import language_flag
 from grader.settings import PROJECT_ROOT
 
 from .datasets import load_mohler, load_saf_split
