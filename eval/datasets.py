@@ -3,8 +3,8 @@
 Columns of every table (``COLUMNS``): ``dataset``, ``row_id``, ``group`` (the question; folds and
 per-question metrics split on it), ``question``, ``reference`` (a reference answer, drafted into a
 rubric) or ``rubric_id`` (a shipped rubric), ``answer``, ``human`` (the human score), ``max_score``,
-``label`` (a class label where the data set has one), ``kind`` (the example's kind, ml_interview) and
-``covers`` (the key point ids an example states, where the data set says).
+``label`` (a class label where the data set has one), ``kind`` (the example's kind, ml_interview and
+count_mode) and ``covers`` (the key point ids an example states, where the data set says).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pandas as pd
 import yaml
 
 from grader.errors import InputFileError
+from grader.rubric import Rubric, load_rubrics
 
 COLUMNS = [
     "dataset", "row_id", "group", "question", "reference", "rubric_id", "answer", "human", "max_score", "label", "kind",
@@ -103,8 +104,8 @@ def load_saf(path: Path) -> pd.DataFrame:
     return pd.concat([load_saf_split(s) for s in splits], ignore_index=True)
 
 
-def load_ml_interview(folder: Path) -> pd.DataFrame:
-    """Our example answers for the shipped rubrics, graded against ``rubrics/<rubric_id>.yaml``."""
+def _example_rows(folder: Path) -> list[dict]:
+    """The graded example answers of ``folder``'s ``<rubric-id>.yaml`` files (the ml_interview shape)."""
     files = sorted(folder.glob("*.yaml"))
     if not files:
         raise InputFileError(f"{folder}: no example files (<rubric-id>.yaml) found")
@@ -125,7 +126,31 @@ def load_ml_interview(folder: Path) -> pd.DataFrame:
                     "covers": list(ex.get("covers", [])),  # the key points the example states
                 }
             )
-    return _table(rows, "ml_interview")
+    return rows
+
+
+def load_ml_interview(folder: Path) -> pd.DataFrame:
+    """Our example answers for the shipped rubrics, graded against ``rubrics/<rubric_id>.yaml``."""
+    return _table(_example_rows(folder), "ml_interview")
+
+
+def count_mode_rubrics(folder: Path) -> dict[str, Rubric]:
+    """The count-mode set's own rubrics (``<folder>/rubrics``), by id: they are test data, not shipped."""
+    return load_rubrics(Path(folder) / "rubrics")
+
+
+def load_count_mode(folder: Path) -> pd.DataFrame:
+    """Our graded answers to "name / list N ..." questions, scored in count mode by ``<folder>/rubrics``.
+
+    The rubric ids are not in the shipped rubrics directory: grade with ``count_mode_rubrics(folder)``.
+    """
+    rubrics = count_mode_rubrics(folder)
+    frame = _table(_example_rows(Path(folder)), "count_mode")
+    unknown = sorted(set(frame["rubric_id"]) - rubrics.keys())
+    if unknown:
+        raise InputFileError(f"{folder}: examples name rubrics missing from {Path(folder) / 'rubrics'}: {unknown}")
+    frame["max_score"] = [rubrics[r].max_score for r in frame["rubric_id"]]
+    return frame
 
 
 def load_dataset(path: Path) -> pd.DataFrame:
@@ -136,8 +161,11 @@ def load_dataset(path: Path) -> pd.DataFrame:
     if path.is_dir():
         if any(path.glob("*.xml")) or any((path / s).is_dir() for s in SAF_SPLITS):
             return load_saf(path)
+        if (path / "rubrics").is_dir() and any(path.glob("*.yaml")):
+            return load_count_mode(path)
         if any(path.glob("*.yaml")):
             return load_ml_interview(path)
     raise InputFileError(
-        f"{path}: not a known data set; pass mohler.csv, a SAF folder (or split), or eval/data/ml_interview"
+        f"{path}: not a known data set; pass mohler.csv, a SAF folder (or split), eval/data/ml_interview "
+        "or eval/data/count_mode"
     )

@@ -21,10 +21,10 @@ from .guards import (
     instruction_parts,
     is_keyword_list,
     is_non_answer,
-    language_flag,
     polarity_flipped,
     states_claim,
 )
+from .language import language_flag
 from .match import (
     RubricVectors,
     answer_spans,

@@ -1,4 +1,4 @@
-"""Text-level checks that keep the grader hard to fool: negation, keyword lists, instructions, junk.
+"""Text-level checks that keep the grader hard to fool: negation, keyword lists, instructions, non-answers.
 
 These look at words only; the checks that need embeddings (question restated, off-topic)
 live in ``match.py`` beside the similarity matrix they use.
@@ -7,8 +7,9 @@ live in ``match.py`` beside the similarity matrix they use.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+import threading
 
+import Stemmer
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 _WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?")
@@ -186,7 +187,7 @@ def denies_statement(statement: str, evidence: str, restricted: bool = False) ->
             continue
         rest = _SCOPE_END.split(evidence[m.end():], maxsplit=1)[0]
         scope = [w for w in words(rest) if w not in ENGLISH_STOP_WORDS and len(w) > 2][:SCOPE_WORDS]
-        hits = [_stem(w) in said for w in scope]
+        hits = [stem(w) in said for w in scope]
         if (all(hits) and bool(hits)) if restricted else any(hits):
             return True
     return False
@@ -233,76 +234,20 @@ def is_non_answer(text: str) -> bool:
     return bool(_NON_ANSWER.fullmatch(text.strip().strip(".!").strip()))
 
 
-@lru_cache(maxsize=1)
-def _english_vocabulary() -> frozenset[str]:
-    from .encoder import packaged_model_path
-
-    vocab = (packaged_model_path() / "vocab.txt").read_text(encoding="utf-8").split()
-    return frozenset(w for w in vocab if w.isalpha() and len(w) > 1)
+_stemmers = threading.local()  # a PyStemmer stemmer keeps state between calls: one per thread
 
 
-LANGUAGE_MIN_WORDS = 6
-# Worked calculations ("P(B) = 0,6^3 * 0,4^3 = 0,0138") and code ("if (ptr) { inorder(ptr->left); }") are
-# mostly digits, operators and brackets, and their few words ("nCr", "ptr") are not English prose; humans
-# gave such SAF answers 0.9 of full marks on average, so text this formal is not judged for its language.
-FORMULA_SHARE = 0.25
-_FORMULA = re.compile(r"[0-9=+*/^<>()\[\]{}%,.;&|-]")
-
-
-# The items of a written-out list: lines, or enumerators ("1.", "2-", "3)") and bullets ("-", "*").
-_LIST_ITEM = re.compile(r"(?:^|\s)(?:\d{1,2}\s*[.):-]|[-*\u2022])\s+")
-LIST_MIN_ITEMS = 3
-# An English word list without function words still has most of its words in the English vocabulary;
-# French, Spanish, Italian or German prose had at most 0.62 of them (tests/test_guards.py).
-KNOWN_LIST_SHARE = 0.8
-
-
-def is_written_list(text: str) -> bool:
-    """Several lines or enumerated items: a list, whose items need no function words between them."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    return len(lines) >= LIST_MIN_ITEMS or len(_LIST_ITEM.findall(text)) >= LIST_MIN_ITEMS
-
-
-def language_flag(text: str) -> str | None:
-    """``gibberish`` or ``other_language`` when the text is not English prose, else None."""
-    letters = [ch for ch in text if ch.isalpha()]
-    if letters and sum(ch.isascii() for ch in letters) / len(letters) < 0.6:
-        return "other_language"
-    # Single letters ("a", "O(n)", "k") are variables as often as words: they do not tell the language.
-    tokens = [t for t in words(text) if len(t) > 1]
-    if len(tokens) < LANGUAGE_MIN_WORDS:  # "O(n)", "statically and dynamically": too short to judge
-        return None
-    visible = "".join(text.split())
-    if len(_FORMULA.findall(visible)) >= FORMULA_SHARE * len(visible):
-        return None
-    known = sum(t in _english_vocabulary() for t in tokens) / len(tokens)
-    stop_share = sum(t in ENGLISH_STOP_WORDS for t in tokens) / len(tokens)
-    if known < 0.5:
-        # Natural languages keep a vowel share of about a third; keyboard mashing does not.
-        vowels = sum(ch in "aeiouy" for t in tokens for ch in t) / max(1, sum(map(len, tokens)))
-        return "other_language" if 0.3 <= vowels <= 0.55 else "gibberish"
-    # English prose is about a third function words; a sentence with almost none is another language,
-    # unless it is a list of terms (every such flag on Mohler and SAF was a list, human 0.45-1.0 of full marks).
-    if len(tokens) >= 8 and stop_share < 0.08 and known < KNOWN_LIST_SHARE:
-        if not (is_keyword_list(text) or is_written_list(text)):
-            return "other_language"
-    return None
-
-
-_SUFFIXES = ("ations", "ation", "ings", "ing", "ed", "es", "s")
-
-
-def _stem(word: str) -> str:
-    """A crude stem: an inflection off, then the first five letters ("adding"/"adds", "learned"/"learnable")."""
-    for suffix in _SUFFIXES:
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)][:5]
-    return word[:5]
+def stem(word: str) -> str:
+    """The Snowball (Porter 2) English stem of a lower-case word: "adding"/"adds" -> "add"."""
+    stemmer = getattr(_stemmers, "english", None)
+    if stemmer is None:
+        stemmer = _stemmers.english = Stemmer.Stemmer("english")
+    return stemmer.stemWord(word)
 
 
 def content_stems(text: str) -> set[str]:
     """The stems of a text's content words (stop words and words under 3 letters left out)."""
-    return {_stem(w) for w in words(text) if w not in ENGLISH_STOP_WORDS and len(w) > 2}
+    return {stem(w) for w in words(text) if w not in ENGLISH_STOP_WORDS and len(w) > 2}
 
 
 def adds_to_question(clause: str, question: str, key_points: list[str]) -> bool:
