@@ -1,6 +1,7 @@
 """One data set through the grader and the baselines, mapped to the score scale three ways, then scored.
 
-Mappings, the same for every method: ``linear`` (ours: coverage x max_score; a baseline: its
+Ours also has ``default``: the score the grader returns with no settings (the shipped per-key-point
+mapping, ``grader.mapping``). Mappings, the same for every method: ``linear`` (ours: coverage x max_score; a baseline: its
 similarity clipped to 0..1 x max_score), ``transfer`` (a calibration artefact fitted on another
 data set, SAF training by default) and ``cv`` (calibration cross-validated on this data set with
 GroupKFold by question). The result is a long table of metrics: one row per method x mapping.
@@ -24,7 +25,7 @@ from .metrics import agreement, per_question
 OURS = "ours"
 OUR_FEATURES = list(FEATURES)
 METHODS = {OURS: OUR_FEATURES, **{name: [name] for name in BASELINES}}
-MAPPINGS = ("linear", "transfer", "cv")
+MAPPINGS = ("default", "linear", "transfer", "cv")  # default: the grader's own score, ours only
 
 
 @dataclass
@@ -61,8 +62,9 @@ def evaluate(
     out = frame.copy()
     notes: list[str] = []
     scale = out["max_score"].to_numpy(float)
+    out[f"{OURS}:default"] = out["score"]  # what `grader grade` returns with no settings (grader.mapping)
     for method, feats in METHODS.items():
-        raw = out["score"] if method == OURS else np.clip(out[method], 0, 1) * scale
+        raw = out["linear"] if method == OURS else np.clip(out[method], 0, 1) * scale
         # The grader zeroes flagged answers (off-topic, gibberish, ...) whatever the mapping; so do we here.
         keep = ~out["zeroed"].to_numpy(bool) if method == OURS else np.ones(len(out), bool)
         out[f"{method}:linear"] = raw

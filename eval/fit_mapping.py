@@ -32,9 +32,11 @@ from grader.grade import Grader
 from grader.mapping import POINT_FEATURES, SHIPPED_PATH, ScoreMapping
 from grader.settings import PROJECT_ROOT, Settings
 
+from .adversarial_gen import generation_rubrics
 from .datasets import load_ml_interview, load_saf_split
 from .harness import grade_table
 
+ATTACKS_CSV = PROJECT_ROOT / "eval" / "data" / "generated_attacks.csv"
 L2 = 1e-3  # keeps the weights finite where a feature separates the labels of one small set perfectly
 MAX_KNOTS = 48  # isotonic steps kept in the artefact; more only fits noise of the fitting set
 
@@ -124,10 +126,27 @@ def fit_mapping(graded: pd.DataFrame, version: int = 1, mapping_id: str = "evide
     })
 
 
+def load_generated_attacks(data_dir: Path, path: Path = ATTACKS_CSV) -> tuple[pd.DataFrame, dict]:
+    """The generated attack variants as a data-set table (target share x max_score as the human score)."""
+    raw = pd.read_csv(path, keep_default_na=False)
+    rubrics = {r.id: r for r in generation_rubrics(saf_training=data_dir / "saf" / "training")}
+    frame = pd.DataFrame({
+        "dataset": "generated-attacks", "row_id": [f"{r}#{i}" for i, r in enumerate(raw["rubric_id"])],
+        "group": raw["rubric_id"], "rubric_id": raw["rubric_id"], "answer": raw["answer"],
+        "human": raw["target"] * raw["max_score"], "max_score": raw["max_score"], "kind": raw["kind"],
+        "covers": [[s for s in str(x).split(" | ") if s] for x in raw["stated"]],
+    })
+    return frame, {g: rubrics[g] for g in frame["group"].unique()}
+
+
 def fitting_sets(data_dir: Path, grader: Grader) -> pd.DataFrame:
     """SAF training, our examples and the generated attacks, graded (linear mapping: features only)."""
-    frames = [load_saf_split(data_dir / "saf" / "training"), load_ml_interview(PROJECT_ROOT / "eval" / "data" / "ml_interview")]
-    graded = [grade_table(f, grader).frame for f in frames]
+    attacks, attack_rubrics = load_generated_attacks(data_dir)
+    graded = [
+        grade_table(load_saf_split(data_dir / "saf" / "training"), grader).frame,
+        grade_table(load_ml_interview(PROJECT_ROOT / "eval" / "data" / "ml_interview"), grader).frame,
+        grade_table(attacks, grader, attack_rubrics).frame,
+    ]
     return pd.concat(graded, ignore_index=True)
 
 

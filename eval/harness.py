@@ -56,10 +56,13 @@ def rubric_vectors(rubrics: dict[str, Rubric], grader: Grader) -> dict[str, Rubr
     return out
 
 
-def grade_table(frame: pd.DataFrame, grader: Grader) -> GradedTable:
-    """Grade every row; a row the grader rejects keeps its error and a score of 0."""
+def grade_table(frame: pd.DataFrame, grader: Grader, rubrics: dict[str, Rubric] | None = None) -> GradedTable:
+    """Grade every row; a row the grader rejects keeps its error and a score of 0.
+
+    ``rubrics`` (by group) grades against rubrics that are neither shipped nor drafted from the rows.
+    """
     started = time.perf_counter()
-    rubrics = rubrics_for(frame, grader)
+    rubrics = rubrics or rubrics_for(frame, grader)
     items = [(rubrics[g], a) for g, a in zip(frame["group"], frame["answer"])]
     results: list = []
     for i in range(0, len(items), CHUNK_ROWS):

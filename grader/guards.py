@@ -58,11 +58,11 @@ def words(text: str) -> list[str]:
 DOUBLE_NEGATION_GAP = 3  # two cues this few words apart cancel ("not without", "never fails to")
 
 
-def is_negated(text: str) -> bool:
-    """Whether ``text`` makes a negative statement.
+def negations(text: str) -> int:
+    """How many negations ``text`` makes.
 
     Cues close together cancel as a double negation; cues far apart are parallel negations
-    ("nothing to learn, no weights") and keep the statement negative.
+    ("nothing to learn, no weights") and each counts.
     """
     cues = [len(text[: m.start()].split()) for m in _NEGATION.finditer(text)]
     remaining, i = 0, 0
@@ -71,7 +71,12 @@ def is_negated(text: str) -> bool:
             i += 2
         else:
             remaining, i = remaining + 1, i + 1
-    return remaining > 0
+    return remaining
+
+
+def is_negated(text: str) -> bool:
+    """Whether ``text`` makes a negative statement (see ``negations``)."""
+    return negations(text) > 0
 
 
 def _direction(tokens: set[str], up_words: set[str], down_words: set[str]) -> int:
@@ -148,10 +153,10 @@ def polarity_flipped(statement: str, evidence: str) -> bool:
     Only added negation counts: an answer that drops a statement's own "no" usually rephrases it
     ("no learnable parameters" -> "parameter-free"), which says the same thing.
     """
-    negated = (
-        is_negated(evidence)
-        and not is_negated(statement)
-        and denies_statement(statement, evidence, restricted=restricts(statement))
+    # An added negation: more than the statement's own ("uses running averages instead of batch statistics"
+    # is negated by "it is not true that it uses running averages instead of batch statistics").
+    negated = negations(evidence) > negations(statement) and denies_statement(
+        statement, evidence, restricted=restricts(statement)
     )
     swapped = _reversed(words(statement), words(evidence))
     return negated != swapped
@@ -165,6 +170,9 @@ _BOUND = re.compile(rf"\W*(?:\w+\W+){{0,2}}?{_COMPARATIVE}", re.IGNORECASE)
 _COMPARES = re.compile(rf"\b{_COMPARATIVE}", re.IGNORECASE)
 SCOPE_WORDS = 3  # the content words after a negation cue that it negates ("does not [normalize the activations]")
 _SCOPE_END = re.compile(r"[,;:.!?()\[\]]")
+# "It is not true that ...", "not the case that ...": the cue negates the whole proposition that follows.
+_CONTRASTED_VALUE = re.compile(r"\s*[-+~]?\d")
+_PROPOSITION = re.compile(r"\s+(?:true|the case|correct|so)\s+that\b", re.IGNORECASE)
 
 
 def denies_statement(statement: str, evidence: str, restricted: bool = False) -> bool:
@@ -185,10 +193,17 @@ def denies_statement(statement: str, evidence: str, restricted: bool = False) ->
             continue
         if _BOUND.match(evidence, m.end()) and not _COMPARES.search(statement):
             continue
+        if _CONTRASTED_VALUE.match(evidence, m.end()) and m.group().lower() in ("instead of", "rather than"):
+            continue  # "18 weights instead of 25" contrasts two values; it denies nothing
         rest = _SCOPE_END.split(evidence[m.end():], maxsplit=1)[0]
-        scope = [w for w in words(rest) if w not in ENGLISH_STOP_WORDS and len(w) > 2][:SCOPE_WORDS]
-        hits = [stem(w) in said for w in scope]
-        if (all(hits) and bool(hits)) if restricted else any(hits):
+        proposition = _PROPOSITION.match(rest)
+        scope = [w for w in words(rest[proposition.end():] if proposition else rest)
+                 if w not in ENGLISH_STOP_WORDS and len(w) > 2]
+        hits = [stem(w) in said for w in (scope if proposition else scope[:SCOPE_WORDS])]
+        if proposition:
+            if sum(hits) >= min(2, len(hits)) and hits:  # the negated proposition is about the statement
+                return True
+        elif (all(hits) and bool(hits)) if restricted else any(hits):
             return True
     return False
 

@@ -30,7 +30,7 @@ from .errors import GraderError
 # Per key point, each on 0..1, each computed from the accepted evidence only (grader.score).
 POINT_FEATURES = ("similarity", "relative", "alignment", "words", "credit")
 POINT_FEATURE_DOC = {
-    "similarity": "cosine similarity of the accepted evidence span to the key point (0 without one)",
+    "similarity": "best cosine similarity of an accepted evidence span to the key point (0 without one)",
     "relative": "that similarity above the question's own similarity to the key point, rescaled to 0..1",
     "alignment": "share of the key point's words (beyond the question's) the evidence span expresses, by token vectors",
     "words": "share of the key point's content-word stems (beyond the question's) the evidence span uses",

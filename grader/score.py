@@ -15,6 +15,7 @@ from .rubric import Rubric
 from .segment import Clause
 from .settings import Thresholds
 
+EVIDENCE_LEVERAGE = 2.0  # the mapped share is at most this multiple of the expected coverage
 WORDS_PER_POINT = 8  # a clause can carry one unrelated key point per this many words
 RELATED_KEY_POINTS = 0.65  # key points this similar to each other may share their evidence
 FILLER_SIMILARITY = 0.30  # a clause this far from every key point is filler, never part of a window
@@ -164,6 +165,10 @@ def judge_key_points(
             touches = np.array([flipped[list(s.clauses)].any() for s in view.spans], dtype=bool)
             support[touches, k] = -1.0
             denied[touches, k] = True
+    # Accepted evidence for the mapping's features: every span the guards let stand for the point (above the
+    # question gate, not a restated question or instruction, not a filler window, not denying it, not a bare
+    # list of terms, whose only credit is the capped one), before spans are shared out.
+    accepted = np.where(span_keywords[:, None], -1.0, support)
     # Judged clause against clause, before spans are shared out: a denial stands unless another clause
     # clearly supports the point better (windows would let the undenied half of a point outvote it).
     clause_support = support[:n_clauses].max(axis=0)
@@ -218,12 +223,9 @@ def judge_key_points(
                 status, credit = "partial", t.keyword_list_credit
                 if "keyword_list" not in view.flags:
                     view.flags.append("keyword_list")
-        if status != "contradicted" and sim > 0:
-            j = best[k]
-            base = min(float(rv.question_similarity[k]), 0.95)
-            relative = min(max((sim - base) / (1.0 - base), 0.0), 1.0)
-            features[k] = (min(sim, 1.0), relative, span_aligned[j, k], words[j, k], max(credit, 0.0))
-            keyword_evidence[k] = bool(span_keywords[j])
+        if status != "contradicted":
+            features[k] = _evidence_features(k, accepted, span_aligned, words, rv, credit)
+            keyword_evidence[k] = bool(span_keywords[best[k]]) if status != "missing" else False
         verdicts.append(
             KeyPointVerdict(
                 id=kp.id,
@@ -239,6 +241,21 @@ def judge_key_points(
             )
         )
     return Judgement(verdicts, np.round(features, 4), keyword_evidence)
+
+
+def _evidence_features(k, accepted, span_aligned, words, rv, credit) -> tuple[float, ...]:
+    """``POINT_FEATURES`` of key point ``k``: maxima over the spans accepted as its evidence (0 without any).
+
+    A maximum over accepted spans only grows when the added text is itself evidence for the point,
+    unlike a maximum over every word of the answer, which grows with anything appended.
+    """
+    ok = accepted[:, k] > 0
+    if not ok.any():
+        return (0.0, 0.0, 0.0, 0.0, max(credit, 0.0))
+    sim = float(accepted[ok, k].max())
+    base = min(float(rv.question_similarity[k]), 0.95)
+    relative = min(max((sim - base) / (1.0 - base), 0.0), 1.0)
+    return (min(sim, 1.0), relative, float(span_aligned[ok, k].max()), float(words[ok, k].max()), max(credit, 0.0))
 
 
 def coverage_of(rubric: Rubric, verdicts: list[KeyPointVerdict]) -> float:
@@ -284,9 +301,14 @@ def mapped_points(
     p = np.where(judgement.keyword_evidence, np.minimum(p, t.keyword_list_credit), p)
     if not any(v.status in ("covered", "partial") for v in verdicts):
         return 0.0, p  # only talked about, nothing stated: 0, whatever the curve would lend a vague answer
-    if rubric.scoring.mode == "count":
-        return count_points(rubric, float(p.sum())), p
-    share = float(mapping.share(float(weights @ p) / total))
+    if rubric.scoring.mode == "count":  # a point only talked about (missing) is never counted as named
+        stated = np.array([v.status in ("covered", "partial") for v in verdicts], dtype=bool)
+        return count_points(rubric, float(p[stated].sum())), p
+    expected = float(weights @ p) / total
+    # Human graders are lenient (SAF gives a vague answer 0.1-0.2 of full marks), but a grade is never more
+    # than EVIDENCE_LEVERAGE times the share of the rubric the evidence states: one vague partial point of
+    # seven (an answer about database connection pools to a max-pooling question) earns little, not 0.23.
+    share = min(float(mapping.share(expected)), EVIDENCE_LEVERAGE * expected)
     share -= float(weights[contradicted].sum()) / total
     ceiling = 1.0 - float(weights[judgement.keyword_evidence].sum()) * (1.0 - t.keyword_list_credit) / total
     return max(0.0, min(share, ceiling)) * rubric.max_score, p
