@@ -19,7 +19,7 @@ from grader.match import rubric_texts, token_texts
 from grader.rubric import Rubric, parse_rubric
 from grader.store import Base, EmbeddingRow, Store, _alembic_config, make_engine, schema_revision
 
-HEAD = "0003"
+HEAD = "0004"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 from starlette.concurrency import run_in_threadpool
 
 from ..deps import ServicesDep
-from ..errors import UnknownResult
+from grader.errors import UnknownResult
 from ..schemas import ErrorResponse, StoredResult
 
 router = APIRouter(prefix="/v1/results", tags=["results"])
