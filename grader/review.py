@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics import cohen_kappa_score
 
-from .errors import GraderError, ReviewError
+from .errors import GraderError, ReviewError, UnknownRubric
 from .result import GradeResult, KeyPointVerdict, Status
 
 MAX_COMMENT_CHARS = 5000
@@ -134,4 +134,48 @@ def agreement_of(machine: Sequence[float], human: Sequence[float], max_score: Se
         kappa = round(float(cohen_kappa_score(hl, ml, weights="quadratic", labels=list(range(levels + 1)))), 4)
     return Agreement(
         rubric_id=rubric_id, count=len(m), pearson=pearson, qwk=kappa, mean_difference=round(float(np.mean(m - h)), 4)
+    )
+
+
+# -- picking what to review ----------------------------------------------------------------------------
+
+PICK_BANDS = 5  # parts of the score range a pick is spread over: a fitted mapping needs both ends, not only the middle
+
+
+def pick_informative(shares: Sequence[float], confidence: Sequence[float], n: int, bands: int = PICK_BANDS) -> list[int]:
+    """Indices of ``n`` answers whose human grades teach a calibration most.
+
+    The least confident answers alone cluster in the middle of the score range (where the thresholds
+    are), and a mapping fitted on them cannot place the ends; so the machine score range is cut into
+    ``bands`` equal parts and the picks go round the parts, least confident first within each.
+    """
+    share = np.clip(np.asarray(shares, float), 0.0, 1.0)
+    conf = np.asarray(confidence, float)
+    band = np.minimum((share * bands).astype(int), bands - 1)
+    queues = [sorted(np.flatnonzero(band == b).tolist(), key=lambda i: (conf[i], i)) for b in range(bands)]
+    picked: list[int] = []
+    while len(picked) < n and any(queues):
+        for queue in queues:
+            if queue and len(picked) < n:
+                picked.append(queue.pop(0))
+    return picked
+
+
+# -- over a store (``grader.store.Store``; not imported here, the store imports this module) -------------
+
+
+def informative_queue(store, rubric_id: str | None, flag: str | None, limit: int) -> ReviewQueue:
+    """The ``limit`` unreviewed results worth reviewing most (``pick_informative``), as one page."""
+    pool = store.unreviewed(rubric_id, flag)
+    picked = pick_informative([r.score / r.max_score for r in pool], [r.confidence for r in pool], limit)
+    return ReviewQueue(items=[pool[i] for i in picked], next_cursor=None)
+
+
+def rubric_agreement(store, rubric_id: str) -> Agreement:
+    """Agreement over a rubric's reviewed results; an unknown rubric is an ``UnknownRubric``."""
+    if not store.rubric_versions(rubric_id):
+        raise UnknownRubric(f"unknown rubric {rubric_id!r}; GET /v1/rubrics lists the stored rubrics", field="rubric_id")
+    reviewed = store.results_with_reviews(rubric_id)
+    return agreement_of(
+        [r.score for r in reviewed], [r.review.score for r in reviewed], [r.max_score for r in reviewed], rubric_id
     )

@@ -366,7 +366,7 @@ class Store:
         if reviewed_only:
             query = query.where(ReviewRow.id.is_not(None))
         with self.session() as s:
-            pairs = list(s.execute(query).tuples())
+            pairs = [tuple(row) for row in s.execute(query)]
         return [
             ReviewedResult.of(r.id, r.answer, GradeResult.model_validate(r.body), v.to_review() if v else None)
             for r, v in pairs
