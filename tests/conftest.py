@@ -92,3 +92,24 @@ def postgres() -> Iterator[PostgresServer]:
             yield server
     except PostgresUnavailable as err:
         pytest.skip(f"PostgreSQL unavailable: {err}")
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture
+def page():
+    """A page in Debian's headless Chromium (never a downloaded browser build), closed after the test."""
+    if not CHROMIUM.exists():
+        pytest.skip("headless test needs Debian's chromium: apt-get install -y chromium")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (dev extra)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
