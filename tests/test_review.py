@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -29,13 +28,6 @@ ANSWERS = [
 KEYS = ["alice:alice-secret", "bob:bob-secret"]
 ALICE = {"Authorization": "Bearer alice-secret"}
 BOB = {"Authorization": "Bearer bob-secret"}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'grader.db'}"
-    return request.getfixturevalue("postgres").create_database(f"r_{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture(scope="module")

@@ -22,14 +22,6 @@ from grader.store import Base, EmbeddingRow, Store, _alembic_config, make_engine
 HEAD = "0004"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path) -> str:
-    """A new empty database of each kind for every test."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'grader.db'}"
-    return request.getfixturevalue("postgres").create_database(f"t_{uuid.uuid4().hex[:12]}")
-
-
 def _rubric(rid: str = "store-test", text_: str = "It normalises each feature.") -> Rubric:
     return parse_rubric(
         {"id": rid, "question": "Why normalise features?", "key_points": [{"id": "kp1", "text": text_}]}, "test"
