@@ -311,6 +311,24 @@ def review_pick(
         typer.echo(f"{item.id}\t{item.rubric_id}\t{item.score:g}/{item.max_score:g}\tconfidence {item.confidence:.2f}\t{item.answer[:80]!r}")
 
 
+@app.command()
+def calibrate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="the calibration artefact to write (JSON)")],
+    from_reviews: Annotated[
+        bool, typer.Option("--from-reviews", help="fit on the store's reviewed results (the latest review of each)")
+    ] = False,
+    rubric: RubricFilter = None,
+) -> None:
+    """Fit the score mapping on human reviews, cross-validated; prints agreement before and after on held-out reviews."""
+    from eval.review_calibration import calibrate_from_reviews
+
+    if not from_reviews:
+        raise GraderError("say what to fit on: --from-reviews (human-graded data sets: python -m eval.report)", field="from_reviews")
+    settings = get_settings()
+    fitted = calibrate_from_reviews(_store(settings), out, rubric, settings.min_reviews_to_calibrate)
+    typer.echo(fitted.describe())
+
+
 db_app = typer.Typer(cls=_Group, no_args_is_help=True, help="The store's schema (Alembic migrations).")
 app.add_typer(db_app, name="db")
 DatabaseUrl = Annotated[Optional[str], typer.Option("--url", help="SQLAlchemy URL (default: GRADER_DATABASE_URL)")]

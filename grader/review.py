@@ -68,6 +68,7 @@ class ReviewedResult(BaseModel):
     answer: str
     score: float
     max_score: float
+    coverage: float
     confidence: float
     flags: list[str]
     missing: list[str]
@@ -76,7 +77,7 @@ class ReviewedResult(BaseModel):
 
     @classmethod
     def of(cls, result_id: str, answer: str, result: GradeResult, review: Review | None = None) -> "ReviewedResult":
-        fields = {name: getattr(result, name) for name in ("rubric_id", "score", "max_score", "confidence", "flags", "missing", "key_points")}
+        fields = {name: getattr(result, name) for name in ("rubric_id", "score", "max_score", "coverage", "confidence", "flags", "missing", "key_points")}
         return cls(id=result_id, answer=answer, review=review, **fields)
 
 
