@@ -74,7 +74,7 @@ def calibrate_from_reviews(store, out: Path, rubric_id: str | None, min_reviews:
     rubrics = np.array([r.rubric_id for r in usable])
     folds, split = _folds(rubrics)
     predicted = np.zeros(len(usable))
-    for fit_rows, test_rows in folds.split(x, groups=rubrics):
+    for fit_rows, test_rows in folds.split(x, groups=rubrics if isinstance(folds, GroupKFold) else None):
         fold = fit_mapping(x[fit_rows], share[fit_rows], STORED_FEATURES, cal_id="cv-fold", fitted_on="cv")
         predicted[test_rows] = fold.share(x[test_rows]) * top[test_rows]
     human = share * top
