@@ -70,6 +70,9 @@ class ResultRow(Base):
     flags: Mapped[str] = mapped_column(Text, default="", doc="'|a|b|': each flag between bars, for LIKE '%|a|%'")
 
 
+MAX_REVIEWER_CHARS = 80  # an API key's name (grader.settings.KEY_NAME) or a CLI user name
+
+
 class ReviewRow(Base):
     """A person's review of a stored result; rows are only ever added (the latest per result counts)."""
 
@@ -80,7 +83,7 @@ class ReviewRow(Base):
     score: Mapped[float] = mapped_column(Float)
     key_points: Mapped[dict] = mapped_column(JSON, default=dict)
     comment: Mapped[str | None] = mapped_column(Text, nullable=True)
-    reviewer: Mapped[str] = mapped_column(String(80))
+    reviewer: Mapped[str] = mapped_column(String(MAX_REVIEWER_CHARS))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
     def to_review(self) -> Review:
@@ -298,6 +301,8 @@ class Store:
         return _retry_conflicts(self._add_review, result_id, review, reviewer)
 
     def _add_review(self, result_id: str, review: ReviewInput, reviewer: str) -> Review:
+        if not 0 < len(reviewer) <= MAX_REVIEWER_CHARS:
+            raise GraderError(f"a reviewer name has 1 to {MAX_REVIEWER_CHARS} characters, got {len(reviewer)}", field="reviewer")
         with self.session.begin() as s:
             row = s.get(ResultRow, result_id)
             if row is None:
