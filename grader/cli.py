@@ -298,11 +298,14 @@ def review_pick(
     rubric: RubricFilter = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="write them as a review file (as export) instead of printing")] = None,
 ) -> None:
-    """Pick the N unreviewed answers whose human grades would teach the calibration most (spread over the score range)."""
+    """Pick the N unreviewed answers whose human grades would teach the grader most (spread over answers and scores)."""
+    from .encoder import load_encoder
     from .review import informative_queue
     from .review_files import write_review_file
 
-    picked = informative_queue(_store(get_settings()), rubric, None, n).items
+    settings = get_settings()
+    encoder = load_encoder(settings.model_path, settings.encode_batch_size, settings.backend, settings.onnx_cache_dir)
+    picked = informative_queue(_store(settings), encoder, rubric, None, n).items
     if out is not None:
         write_review_file(out, picked)
         typer.echo(f"{len(picked)} result(s) written to {out}")

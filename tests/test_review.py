@@ -140,12 +140,19 @@ def test_agreement_reports_pearson_qwk_mean_difference_and_count():
     assert agreement_of([], [], []).pearson is None
 
 
-def test_informative_picks_spread_over_the_score_range_least_confident_first_within_each_part():
-    shares = [0.1, 0.12, 0.5, 0.52, 0.9, 0.95, 0.5]
-    confidence = [0.4, 0.2, 0.3, 0.1, 0.9, 0.8, 0.05]
-    picked = pick_informative(shares, confidence, 3)
-    assert picked == [1, 6, 5]  # one from each occupied band, the least confident of each
-    assert sorted(pick_informative(shares, confidence, 10)) == list(range(7))
+def test_informative_picks_cover_what_answers_say_and_the_scores_they_got(grader):
+    answers = [
+        "It normalizes activations with batch statistics.",
+        "It normalises the activations using the batch mean and variance.",
+        "Activations are normalized with the statistics of the batch.",
+        "It is a kind of dropout.",
+        "I like turtles.",
+    ]
+    vectors = grader.encoder.encode(answers)
+    picked = pick_informative(vectors, [0.6, 0.6, 0.6, 0.1, 0.0], 3)
+    assert picked[0] in (0, 1, 2) and {3, 4} <= set(picked)  # one of the near-duplicates, then the different ones
+    assert sorted(pick_informative(vectors, [0.6, 0.6, 0.6, 0.1, 0.0], 10)) == [0, 1, 2, 3, 4]
+    assert pick_informative(vectors[:0], [], 3) == []
 
 
 # -- over HTTP ---------------------------------------------------------------------------------------------

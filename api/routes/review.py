@@ -37,12 +37,12 @@ async def get_review_queue(
     strategy: Annotated[
         Strategy,
         Query(description="least_confident: pages of the queue; informative: the `limit` answers whose review "
-              "teaches the calibration most (spread over the score range), one page"),
+              "teaches the grader most (spread over what the answers say and the scores they got), one page"),
     ] = Strategy.least_confident,
 ) -> ReviewQueue:
     """Unreviewed results with ``needs_review``, least confident first."""
     if strategy is Strategy.informative:
-        return await run_in_threadpool(informative_queue, services.store, rubric_id, flag, limit)
+        return await run_in_threadpool(informative_queue, services.store, services.grader.encoder, rubric_id, flag, limit)
     items, next_cursor = await run_in_threadpool(services.store.review_queue, rubric_id, flag, limit, cursor)
     return ReviewQueue(items=items, next_cursor=next_cursor)
 
