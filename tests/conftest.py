@@ -85,6 +85,20 @@ def serve_app(settings: Settings) -> Iterator[str]:
         sock.close()
 
 
+def store_at_revision(url: str, revision: str, insert: str, params: dict):
+    """A store migrated only to ``revision``, holding a row written with plain SQL as an older version left it."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from grader.store import _alembic_config, make_engine
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), revision)
+        conn.execute(text(insert), params)
+    return engine
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request, tmp_path) -> str:
     """A new empty database of each kind for every test (the PostgreSQL one on the session's throwaway server)."""

@@ -7,14 +7,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from alembic import command
-from sqlalchemy import text
-from tests.conftest import serve_app
+from tests.conftest import serve_app, store_at_revision
 
 from grader.errors import ReviewError, UnknownResult
 from grader.review import ReviewInput, agreement_of, decode_cursor, pick_informative
 from grader.settings import Settings, named_api_keys
-from grader.store import Store, _alembic_config, make_engine
+from grader.store import Store
 
 RUBRIC = "batch-normalization"
 ANSWERS = [
@@ -105,19 +103,15 @@ def test_the_queue_holds_unreviewed_results_that_need_review_least_confident_fir
 
 
 def test_a_store_from_before_reviews_is_upgraded_and_its_results_join_the_queue(store_url, graded):
-    engine = make_engine(store_url)
-    with engine.begin() as conn:
-        command.upgrade(_alembic_config(conn), "0003")
-        conn.execute(
-            text(
-                "INSERT INTO results (id, rubric_id, rubric_version, answer, body, created_at)"
-                " VALUES ('old', :rubric, 1, :answer, :body, :t)"
-            ),
-            {
-                "rubric": RUBRIC, "answer": ANSWERS[4], "t": "2026-01-01 00:00:00",
-                "body": graded[4].model_copy(update={"needs_review": True, "flags": ["off_topic"]}).model_dump_json(),
-            },
-        )
+    store_at_revision(
+        store_url,
+        "0003",
+        "INSERT INTO results (id, rubric_id, rubric_version, answer, body, created_at) VALUES ('old', :rubric, 1, :answer, :body, :t)",
+        {
+            "rubric": RUBRIC, "answer": ANSWERS[4], "t": "2026-01-01 00:00:00",
+            "body": graded[4].model_copy(update={"needs_review": True, "flags": ["off_topic"]}).model_dump_json(),
+        },
+    )
     store = Store(store_url)
     (queued,) = store.review_queue(flag="off_topic")[0]
     assert queued.id == "old" and queued.confidence == graded[4].confidence
