@@ -100,7 +100,7 @@ def require_api_key(
     if not names:
         raise HTTPException(
             403,
-            "writes are disabled because no API keys are configured; set GRADER_API_KEYS "
+            "this endpoint needs an API key and none is configured; set GRADER_API_KEYS "
             "(comma-separated name:key pairs, e.g. 'alice:my-secret-key') and restart the server",
         )
     if credentials is None:
