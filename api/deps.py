@@ -94,14 +94,14 @@ _bearer = HTTPBearer(auto_error=False, description="an API key listed in GRADER_
 
 def require_api_key(
     services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> None:
-    """Rubric writes need ``Authorization: Bearer <key>``; with no keys configured they are refused."""
-    keys = services.settings.api_keys
-    if not keys:
+) -> str:
+    """Writes need ``Authorization: Bearer <key>``; with no keys configured they are refused. Returns the key's name."""
+    names = services.settings.key_names()
+    if not names:
         raise HTTPException(
             403,
-            "rubric changes are disabled because no API keys are configured; set GRADER_API_KEYS "
-            "(a JSON list, e.g. '[\"my-secret-key\"]') and restart the server",
+            "this endpoint needs an API key and none is configured; set GRADER_API_KEYS "
+            "(comma-separated name:key pairs, e.g. 'alice:my-secret-key') and restart the server",
         )
     if credentials is None:
         raise HTTPException(
@@ -109,8 +109,22 @@ def require_api_key(
             "this endpoint needs an API key: send 'Authorization: Bearer <key>' with a key from GRADER_API_KEYS",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if not any(secrets.compare_digest(credentials.credentials.encode(), k.encode()) for k in keys):
+    sent = credentials.credentials.encode()
+    # Compare with every key (no early exit), so the time taken does not say which key was close.
+    matches = [name for key, name in names.items() if secrets.compare_digest(sent, key.encode())]
+    if not matches:
         raise HTTPException(403, "the API key is not valid; use a key listed in GRADER_API_KEYS")
+    return matches[0]
+
+
+def require_api_key_if_configured(
+    services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """With ``GRADER_REQUIRE_API_KEY`` on, reads and grading need a key as writes do; otherwise open."""
+    if services.settings.require_api_key:
+        require_api_key(services, credentials)
 
 
 ApiKey = Depends(require_api_key)
+KeyIfRequired = Depends(require_api_key_if_configured)
+ReviewerName = Annotated[str, Depends(require_api_key)]

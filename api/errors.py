@@ -23,12 +23,6 @@ from .schemas import ErrorBody, ErrorResponse
 
 log = logging.getLogger(__name__)
 
-class UnknownResult(GraderError):
-    """A result id that the store does not hold."""
-
-    status_code = 404
-
-
 _HTTP_TYPES = {
     400: "bad_request",
     401: "unauthorized",

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from grader.result import GradeResult
+from grader.review import Review
 from grader.rubric import ID_PATTERN, MAX_VERSION, Rubric
 
 EXAMPLE_ANSWER = (
@@ -115,6 +116,14 @@ class RubricVersions(BaseModel):
 
 class StoredResult(GradeResponse):
     answer: str = Field(description="the answer as it was graded")
+    review: Review | None = Field(
+        None, description="the latest human review (null when none); the machine grade above is never changed by it"
+    )
+
+
+class ReviewHistory(BaseModel):
+    result_id: str
+    reviews: list[Review] = Field(description="every review of the result, oldest first; the last one counts")
 
 
 class Health(BaseModel):

@@ -31,6 +31,7 @@ EVAL_DIR = PROJECT_ROOT / "eval"
 CALIBRATION_DIR = EVAL_DIR / "calibration"
 SHIPPED = "saf-training"  # the shipped mapping's name; ours is CALIBRATION_DIR / "saf-training.json"
 EXPERIMENTS = EVAL_DIR / "experiments.md"
+REVIEW_CURVE = EVAL_DIR / "REVIEW_CURVE.md"  # written by `python -m eval.review_curve`; its run is separate (minutes)
 PUBLISHED = {  # Pearson on Mohler (2011) as reported by the papers
     "Mohler et al. 2011 (unsupervised + SVR ranking)": 0.52,
     "Sultan et al. 2016 (supervised, alignment + embeddings)": 0.59,
@@ -238,6 +239,8 @@ def render(evaluations, interview, shipped: Calibration, curves, seconds: float,
         "```\n. .venv/bin/activate\npython -m eval.report --data-dir ../shared/data --out eval   # this file\n"
         "grader eval ../shared/data/mohler/mohler.csv --out /tmp/mohler   # one data set, shipped artefacts\n```\n",
     ]
+    if REVIEW_CURVE.is_file():
+        parts += [REVIEW_CURVE.read_text(encoding="utf-8").replace("# ", "## ", 1)]
     if EXPERIMENTS.is_file():
         parts += ["## What we tried\n", EXPERIMENTS.read_text(encoding="utf-8")]
     return "\n".join(parts)

@@ -248,6 +248,90 @@ def tune(
     typer.echo(str(write_tune_report(report, out)))
 
 
+review_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Human review of stored grades (the review loop).")
+app.add_typer(review_app, name="review")
+RubricFilter = Annotated[Optional[str], typer.Option("--rubric", help="only results of this rubric id")]
+
+
+def _store(settings: Settings):
+    from .store import Store
+
+    return Store(settings.database_url)
+
+
+@review_app.command("export")
+def review_export(
+    out: Annotated[Path, typer.Option("--out", "-o", help="the file to fill in: .csv, .jsonl or .parquet")],
+    rubric: RubricFilter = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="every stored result, reviewed ones with their latest review filled in")
+    ] = False,
+) -> None:
+    """Write the results to review (unreviewed, needing review, least confident first) for a spreadsheet."""
+    from .review_files import export_reviews
+
+    count = export_reviews(_store(get_settings()), out, rubric, all_)
+    typer.echo(f"{count} result(s) written to {out}; fill in human_score (and comment), then: grader review import {out}")
+
+
+@review_app.command("import")
+def review_import(
+    file: Annotated[Path, typer.Argument(help="a file from `grader review export` with human_score filled in")],
+    reviewer: Annotated[
+        Optional[str], typer.Option(help="who reviewed, stored with each review (default: your user name)")
+    ] = None,
+) -> None:
+    """Store the filled-in human_score / comment columns as reviews; bad rows are reported (exit 1), the rest stored."""
+    import getpass
+
+    from .review_files import import_reviews
+
+    report = import_reviews(_store(get_settings()), file, reviewer or getpass.getuser())
+    typer.echo(report.describe())
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@review_app.command("pick")
+def review_pick(
+    n: Annotated[int, typer.Argument(min=1, help="how many answers to pick")],
+    rubric: RubricFilter = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="write them as a review file (as export) instead of printing")] = None,
+) -> None:
+    """Pick the N unreviewed answers whose human grades would teach the grader most (spread over answers and scores)."""
+    from .encoder import load_encoder
+    from .review import informative_queue
+    from .review_files import write_review_file
+
+    settings = get_settings()
+    encoder = load_encoder(settings.model_path, settings.encode_batch_size, settings.backend, settings.onnx_cache_dir)
+    picked = informative_queue(_store(settings), encoder, rubric, None, n).items
+    if out is not None:
+        write_review_file(out, picked)
+        typer.echo(f"{len(picked)} result(s) written to {out}")
+        return
+    for item in picked:
+        typer.echo(f"{item.id}\t{item.rubric_id}\t{item.score:g}/{item.max_score:g}\tconfidence {item.confidence:.2f}\t{item.answer[:80]!r}")
+
+
+@app.command()
+def calibrate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="the calibration artefact to write (JSON)")],
+    from_reviews: Annotated[
+        bool, typer.Option("--from-reviews", help="fit on the store's reviewed results (the latest review of each)")
+    ] = False,
+    rubric: RubricFilter = None,
+) -> None:
+    """Fit the score mapping on human reviews, cross-validated; prints agreement before and after on held-out reviews."""
+    from eval.review_calibration import calibrate_from_reviews
+
+    if not from_reviews:
+        raise GraderError("say what to fit on: --from-reviews (human-graded data sets: python -m eval.report)", field="from_reviews")
+    settings = get_settings()
+    fitted = calibrate_from_reviews(_store(settings), out, rubric, settings.min_reviews_to_calibrate)
+    typer.echo(fitted.describe())
+
+
 db_app = typer.Typer(cls=_Group, no_args_is_help=True, help="The store's schema (Alembic migrations).")
 app.add_typer(db_app, name="db")
 DatabaseUrl = Annotated[Optional[str], typer.Option("--url", help="SQLAlchemy URL (default: GRADER_DATABASE_URL)")]

@@ -29,6 +29,16 @@ class UnknownRubric(GraderError):
     status_code = 404
 
 
+class UnknownResult(GraderError):
+    """A result id that the store does not hold."""
+
+    status_code = 404
+
+
+class ReviewError(GraderError):
+    """A review that does not fit its result: a score outside 0..max_score, an unknown key point id."""
+
+
 class AnswerError(GraderError):
     """An answer cannot be graded: empty, not UTF-8, too long, or not text."""
 

@@ -6,6 +6,7 @@ Thresholds live here with the reason for their value, not as literals in the cod
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -97,7 +98,14 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     api_keys: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Bearer tokens allowed to change rubrics; comma-separated in the environment"
+        default_factory=list,
+        description="API keys allowed to write (rubrics, reviews): comma-separated 'name:key' pairs in the environment; "
+        "a bare key is named by its position (key-1, key-2, ...). Reviews record the name, never the key",
+    )
+    require_api_key: bool = Field(
+        False,
+        description="every API endpoint, grading and reading included, needs an API key (for a service exposed "
+        "beyond a trusted network); /healthz, /metrics and the static pages stay open",
     )
     max_batch_answers: int = Field(64, ge=1, description="most answers in one POST /v1/grade/batch")
     max_body_bytes: int = Field(1_000_000, ge=1024)
@@ -114,6 +122,9 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(
         60.0, ge=2, description="a worker renews its claim on a running job this often x3; a dead worker's job is resumed after it"
     )
+    min_reviews_to_calibrate: int = Field(
+        30, ge=5, description="grader calibrate --from-reviews refuses to fit on fewer reviewed results than this"
+    )
 
     thresholds: Thresholds = Field(default_factory=Thresholds)
 
@@ -127,7 +138,7 @@ class Settings(BaseSettings):
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
-        # GRADER_API_KEYS=key1,key2 (a JSON list works too).
+        # GRADER_API_KEYS=alice:key1,bob:key2 (a JSON list works too).
         if isinstance(value, str):
             value = value.strip()
             if value.startswith("["):
@@ -136,6 +147,17 @@ class Settings(BaseSettings):
                 return json.loads(value)
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _named_uniquely(cls, value: list[str]) -> list[str]:
+        named_api_keys(value)  # raises on a duplicate name or an empty key
+        return value
+
+    def key_names(self) -> dict[str, str]:
+        """API key -> its name (what a review records as its reviewer)."""
+        return {key: name for name, key in named_api_keys(self.api_keys).items()}
+
     # Encoder backend (see benchmarks/results/encoders.md for the speed and agreement of each)
     backend: Literal["torch", "onnx"] = Field(
         "torch", description="torch: sentence-transformers fp32; onnx: int8 ONNX export of the same model (onnx extra)"
@@ -143,6 +165,28 @@ class Settings(BaseSettings):
     onnx_cache_dir: Path | None = Field(
         None, description="where the ONNX export is cached; default: the per-user cache dir (answer-grader)"
     )
+
+
+KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,79}$")
+
+
+def named_api_keys(entries: list[str]) -> dict[str, str]:
+    """``["alice:k1", "k2"]`` -> ``{"alice": "k1", "key-2": "k2"}``: a bare key is named by its 1-based position.
+
+    An entry is ``name:key`` when the part before the first ``:`` is a plain name (letters, digits, ``_.@-``);
+    anything else is a bare key, so existing keys keep working.
+    """
+    named: dict[str, str] = {}
+    for position, entry in enumerate(entries, start=1):
+        name, sep, key = entry.partition(":")
+        if not (sep and key and KEY_NAME.match(name)):
+            name, key = f"key-{position}", entry
+        if not key.strip():
+            raise ValueError(f"API key {position} ({name!r}) is empty")
+        if name in named:
+            raise ValueError(f"API key name {name!r} is used twice; give every key its own name (name:key)")
+        named[name] = key
+    return named
 
 
 @lru_cache(maxsize=1)

@@ -18,13 +18,17 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-from sqlalchemy import JSON, DateTime, Integer, LargeBinary, String, Text, create_engine, event, func, select, text
+from sqlalchemy import (
+    JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, and_, create_engine, event, exists,
+    func, or_, select, text,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from .errors import GraderError, UnknownRubric
+from .errors import GraderError, UnknownResult, UnknownRubric
 from .result import GradeResult
+from .review import Review, ReviewedResult, ReviewInput, check_review, decode_cursor, encode_cursor
 from .rubric import Rubric, parse_rubric
 
 
@@ -52,6 +56,7 @@ class RubricVersionRow(Base):
 
 class ResultRow(Base):
     __tablename__ = "results"
+    __table_args__ = (Index("ix_results_review_queue", "needs_review", "confidence", "id"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
     rubric_id: Mapped[str] = mapped_column(String(80), index=True)
@@ -59,6 +64,37 @@ class ResultRow(Base):
     answer: Mapped[str] = mapped_column(Text)
     body: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # Copied out of ``body`` so the review queue can filter and order in SQL.
+    needs_review: Mapped[bool] = mapped_column(Boolean, default=False)
+    confidence: Mapped[float] = mapped_column(Float, default=1.0)
+    flags: Mapped[str] = mapped_column(Text, default="", doc="'|a|b|': each flag between bars, for LIKE '%|a|%'")
+
+
+MAX_REVIEWER_CHARS = 80  # an API key's name (grader.settings.KEY_NAME) or a CLI user name
+
+
+class ReviewRow(Base):
+    """A person's review of a stored result; rows are only ever added (the latest per result counts)."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    result_id: Mapped[str] = mapped_column(String(36), ForeignKey("results.id"), index=True)
+    score: Mapped[float] = mapped_column(Float)
+    key_points: Mapped[dict] = mapped_column(JSON, default=dict)
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reviewer: Mapped[str] = mapped_column(String(MAX_REVIEWER_CHARS))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    def to_review(self) -> Review:
+        return Review(
+            score=self.score, key_points=self.key_points or {}, comment=self.comment, reviewer=self.reviewer,
+            created_at=self.created_at,
+        )
+
+
+def flags_column(flags: list[str]) -> str:
+    return "|" + "|".join(flags) + "|" if flags else ""
 
 
 class EmbeddingRow(Base):
@@ -244,6 +280,9 @@ class Store:
                 rubric_version=r.fingerprint.rubric_version,
                 answer=a,
                 body=json.loads(r.model_dump_json()),
+                needs_review=r.needs_review,
+                confidence=r.confidence,
+                flags=flags_column(r.flags),
             )
             for a, r in zip(answers, results)
         ]
@@ -255,6 +294,88 @@ class Store:
         with self.session() as s:
             row = s.get(ResultRow, result_id)
         return None if row is None else (row.answer, GradeResult.model_validate(row.body))
+
+    # -- reviews ---------------------------------------------------------------------------------
+    def add_review(self, result_id: str, review: ReviewInput, reviewer: str) -> Review:
+        """Store a review beside the result (checked against it); the result itself is never changed."""
+        return _retry_conflicts(self._add_review, result_id, review, reviewer)
+
+    def _add_review(self, result_id: str, review: ReviewInput, reviewer: str) -> Review:
+        if not 0 < len(reviewer) <= MAX_REVIEWER_CHARS:
+            raise GraderError(f"a reviewer name has 1 to {MAX_REVIEWER_CHARS} characters, got {len(reviewer)}", field="reviewer")
+        with self.session.begin() as s:
+            row = s.get(ResultRow, result_id)
+            if row is None:
+                raise UnknownResult(f"no stored result with id {result_id!r}; ids come from POST /v1/grade", field="result_id")
+            check_review(review, GradeResult.model_validate(row.body))
+            stored = ReviewRow(
+                result_id=result_id, score=review.score, key_points=dict(review.key_points), comment=review.comment,
+                reviewer=reviewer,
+            )
+            s.add(stored)
+        return stored.to_review()
+
+    def reviews_of(self, result_id: str) -> list[Review]:
+        """Every review of a result, oldest first (the last one counts)."""
+        with self.session() as s:
+            rows = s.scalars(select(ReviewRow).where(ReviewRow.result_id == result_id).order_by(ReviewRow.id))
+            return [r.to_review() for r in rows]
+
+    def latest_review(self, result_id: str) -> Review | None:
+        reviews = self.reviews_of(result_id)
+        return reviews[-1] if reviews else None
+
+    def review_queue(
+        self, rubric_id: str | None = None, flag: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[ReviewedResult], str | None]:
+        """Unreviewed results that need review, least confident first; a page and the cursor of the next one."""
+        query = self._unreviewed(rubric_id, flag).order_by(ResultRow.confidence, ResultRow.id)
+        if cursor:
+            confidence, last_id = decode_cursor(cursor)
+            query = query.where(
+                or_(ResultRow.confidence > confidence, and_(ResultRow.confidence == confidence, ResultRow.id > last_id))
+            )
+        with self.session() as s:
+            rows = list(s.scalars(query.limit(limit + 1)))
+        page = [ReviewedResult.of(r.id, r.answer, GradeResult.model_validate(r.body)) for r in rows[:limit]]
+        more = len(rows) > limit
+        return page, encode_cursor(rows[limit - 1].confidence, rows[limit - 1].id) if more else None
+
+    def unreviewed(self, rubric_id: str | None = None, flag: str | None = None) -> list[ReviewedResult]:
+        """Every unreviewed result that needs review (for picking and export), oldest first."""
+        with self.session() as s:
+            rows = list(s.scalars(self._unreviewed(rubric_id, flag).order_by(ResultRow.created_at, ResultRow.id)))
+        return [ReviewedResult.of(r.id, r.answer, GradeResult.model_validate(r.body)) for r in rows]
+
+    @staticmethod
+    def _unreviewed(rubric_id: str | None, flag: str | None):
+        query = select(ResultRow).where(
+            ResultRow.needs_review.is_(True), ~exists().where(ReviewRow.result_id == ResultRow.id)
+        )
+        if rubric_id is not None:
+            query = query.where(ResultRow.rubric_id == rubric_id)
+        if flag is not None:
+            query = query.where(ResultRow.flags.contains(f"|{flag}|", autoescape=True))
+        return query
+
+    def results_with_reviews(self, rubric_id: str | None = None, reviewed_only: bool = True) -> list[ReviewedResult]:
+        """Stored results with their latest review, oldest first: every result, or only the reviewed ones."""
+        latest = select(func.max(ReviewRow.id).label("id")).group_by(ReviewRow.result_id).subquery()
+        query = (
+            select(ResultRow, ReviewRow)
+            .outerjoin(ReviewRow, and_(ReviewRow.result_id == ResultRow.id, ReviewRow.id.in_(select(latest.c.id))))
+            .order_by(ResultRow.created_at, ResultRow.id)
+        )
+        if rubric_id is not None:
+            query = query.where(ResultRow.rubric_id == rubric_id)
+        if reviewed_only:
+            query = query.where(ReviewRow.id.is_not(None))
+        with self.session() as s:
+            pairs = [tuple(row) for row in s.execute(query)]
+        return [
+            ReviewedResult.of(r.id, r.answer, GradeResult.model_validate(r.body), v.to_review() if v else None)
+            for r, v in pairs
+        ]
 
     # -- key-point embeddings (grader.encoder.VectorStore) ----------------------------------------
     def load_embeddings(self, key: str) -> np.ndarray | None:

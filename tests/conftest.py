@@ -6,6 +6,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,6 +85,28 @@ def serve_app(settings: Settings) -> Iterator[str]:
         sock.close()
 
 
+def store_at_revision(url: str, revision: str, insert: str, params: dict):
+    """A store migrated only to ``revision``, holding a row written with plain SQL as an older version left it."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from grader.store import _alembic_config, make_engine
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), revision)
+        conn.execute(text(insert), params)
+    return engine
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    """A new empty database of each kind for every test (the PostgreSQL one on the session's throwaway server)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'grader.db'}"
+    return request.getfixturevalue("postgres").create_database(f"t_{uuid.uuid4().hex[:12]}")
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL server for the session (tests/pgserver.py); skips with the reason if none can start."""
@@ -92,3 +115,24 @@ def postgres() -> Iterator[PostgresServer]:
             yield server
     except PostgresUnavailable as err:
         pytest.skip(f"PostgreSQL unavailable: {err}")
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture
+def page():
+    """A page in Debian's headless Chromium (never a downloaded browser build), closed after the test."""
+    if not CHROMIUM.exists():
+        pytest.skip("headless test needs Debian's chromium: apt-get install -y chromium")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (dev extra)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()

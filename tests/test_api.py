@@ -80,7 +80,7 @@ def test_grade_by_rubric_id_returns_full_result_that_is_stored(client: httpx.Cli
 
     stored = client.get(f"/v1/results/{result['id']}")
     assert stored.status_code == 200
-    assert stored.json() == {**result, "answer": ANSWER}
+    assert stored.json() == {**result, "answer": ANSWER, "review": None}  # no human review yet
 
 
 def test_grade_with_inline_rubric(client: httpx.Client) -> None:

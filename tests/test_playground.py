@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -11,11 +10,6 @@ from tests.conftest import serve_app
 
 from grader.settings import PROJECT_ROOT, Settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 SCREENSHOTS = PROJECT_ROOT / "test-output"
 ANSWER = (
     "Batch normalization normalizes each layer's activations to zero mean and unit variance using the "
@@ -47,20 +41,6 @@ def test_impact_preview_names_the_answers_a_rubric_change_moves(base_url: str):
         assert missing.status_code == 404 and "no-such-rubric" in missing.text
         mismatch = client.post("/v1/rubrics/max-pooling/impact", json={"rubric": stored, "answers": answers})
         assert mismatch.status_code == 422 and "does not match the path id" in mismatch.text
-
-
-@pytest.fixture
-def page():
-    """A page in Debian's headless Chromium (never a downloaded browser build), closed after the test."""
-    if not CHROMIUM.exists():
-        pytest.skip("headless test needs Debian's chromium: apt-get install -y chromium")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (dev extra)")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
 
 
 def test_playground_grades_as_you_type_and_highlights_evidence(base_url: str, page):

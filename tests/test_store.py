@@ -11,23 +11,16 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect
+from tests.conftest import store_at_revision
 
 from grader.errors import UnknownRubric
 from grader.jobs import ChunkTally, JobLedger, LeaseLost
 from grader.match import rubric_texts, token_texts
 from grader.rubric import Rubric, parse_rubric
-from grader.store import Base, EmbeddingRow, Store, _alembic_config, make_engine, schema_revision
+from grader.store import Base, EmbeddingRow, Store, _alembic_config, schema_revision
 
-HEAD = "0003"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path) -> str:
-    """A new empty database of each kind for every test."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'grader.db'}"
-    return request.getfixturevalue("postgres").create_database(f"t_{uuid.uuid4().hex[:12]}")
+HEAD = "0004"
 
 
 def _rubric(rid: str = "store-test", text_: str = "It normalises each feature.") -> Rubric:
@@ -47,17 +40,14 @@ def test_a_new_store_is_migrated_to_head_and_matches_the_models(store_url):
 
 
 def test_a_store_from_before_a_migration_is_upgraded_and_keeps_its_rows(store_url):
-    engine = make_engine(store_url)
-    with engine.begin() as conn:
-        command.upgrade(_alembic_config(conn), "0001")
-        conn.execute(
-            text(
-                "INSERT INTO batch_jobs (id, source, input_path, output_path, fingerprint, fingerprint_hash, state,"
-                " rows_done, chunks_done, output_position, created_at, updated_at)"
-                " VALUES ('old', 'api', 'in.csv', 'out.csv', '{}', 'h', 'queued', 0, 0, 0, :t, :t)"
-            ),
-            {"t": "2026-01-01 00:00:00"},
-        )
+    engine = store_at_revision(
+        store_url,
+        "0001",
+        "INSERT INTO batch_jobs (id, source, input_path, output_path, fingerprint, fingerprint_hash, state,"
+        " rows_done, chunks_done, output_position, created_at, updated_at)"
+        " VALUES ('old', 'api', 'in.csv', 'out.csv', '{}', 'h', 'queued', 0, 0, 0, :t, :t)",
+        {"t": "2026-01-01 00:00:00"},
+    )
     assert "owner" not in {c["name"] for c in inspect(engine).get_columns("batch_jobs")}
     ledger = JobLedger(Store(store_url), owner="w1")
     assert schema_revision(engine) == HEAD

@@ -18,7 +18,7 @@ from grader.errors import GraderError
 from grader.rubric import ID_PATTERN, parse_rubric
 from grader.tune import RubricComparison, comparison_items, comparison_of, past_answers
 
-from ..deps import ServicesDep
+from ..deps import KeyIfRequired, ServicesDep
 from ..schemas import ErrorResponse, RubricBody
 
 router = APIRouter(tags=["tuning"])
@@ -46,6 +46,7 @@ async def playground() -> FileResponse:
     response_model=RubricComparison,
     responses={404: {"model": ErrorResponse, "description": "unknown rubric"}, 422: {"model": ErrorResponse}},
     summary="Preview how a rubric change would change scores",
+    dependencies=[KeyIfRequired],
 )
 async def rubric_impact(
     rubric_id: Annotated[str, Path(pattern=ID_PATTERN, max_length=80)],

@@ -1,0 +1,198 @@
+"""The learning curve of the review loop: agreement after k reviewed answers per question, picked two ways.
+
+Protocol (Mohler and SAF training): for every question, k of its answers are "reviewed" (their human
+score becomes known) and every other answer of the question is predicted; Pearson with the human
+scores is computed over all unreviewed answers of the data set (k = 0, 5, 10, 20). Answers are
+reviewed at random (mean of ``SEEDS`` draws) or picked by the grader (``pick_for_review``).
+
+Methods:
+- **baseline** (from issue 20): plain answer-vs-reference embedding cosine x max_score, blended half and
+  half with a similarity-weighted vote (cosine of the answers' embeddings) of the reviewed answers'
+  human scores; at k = 0 the cosine alone.
+- **ours**: the grader's calibrated score, corrected by its reviewed neighbours: each reviewed answer
+  of the question votes for how far the grader was off on it (human - grader), with weight
+  ``exp((sim - 1) / TAU)`` on the answers' similarity, so near-duplicates of a reviewed answer land
+  near its human score and a far one barely moves a grade; the correction is shrunk by ``SHRINK``.
+  The grader's score is the one a user gets: on Mohler the calibration fitted on SAF training only
+  (``eval/calibration/saf-training.json``), on SAF training the calibration cross-validated by question
+  (no question is fitted and predicted).
+
+Parameters were chosen on SAF training and applied to Mohler unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from grader.calibrate import FEATURES, load_calibration
+from grader.grade import Grader
+from grader.review import pick_informative
+from grader.settings import PROJECT_ROOT, Settings
+
+from .calibration import apply_calibration, cross_validated
+from .datasets import load_mohler, load_saf_split
+from .evaluate import grade_with_baselines
+from .metrics import pearson
+
+EVAL_DIR = PROJECT_ROOT / "eval"
+KS = (0, 5, 10, 20)
+SEEDS = range(5)
+TAU = 0.2  # on SAF training 0.2 beat 0.05, 0.1, 0.3 and 0.5 at every k
+SHRINK = 1.0
+BASELINE_BLEND = 0.5
+DATA_SETS = {"mohler": "Mohler", "saf-training": "SAF training"}
+NOTES = """
+What it shows: a reviewed answer is a reference for the answers near it. With 10 reviewed answers per
+question Mohler goes from 0.606 to 0.699 (grader-picked; target 0.70, missed by 0.001) and SAF training
+from 0.754 to 0.815; with 20, 0.739 and 0.854. Picks spread over the answers' meaning and machine score
+beat random picks from k = 10 on (SAF +0.021 at 10 and +0.055 at 20; Mohler +0.016 at 10, level at 20)
+and not at k = 5, where the first picks are the most central answers. The baseline as implemented here
+(weights: plain cosines) reaches Mohler 0.552 / 0.571 / 0.604 at k = 5 / 10 / 20 with random picks; the
+issue reports 0.56 / 0.62 / 0.69 for its version; ours is above both at every k. The least-confident-first
+order of the queue was not measured as a picking strategy (the cached grades keep no confidence).
+
+Caveats: TAU, SHRINK and the picks' SCORE_SPREAD were chosen on SAF training, so its rows are optimistic;
+Mohler is the honest test. The neighbour correction is measured here only: the grader does not yet read
+reviewed answers when it grades (that needs a change in `grader/grade.py`); today reviews reach grades
+through `grader calibrate --from-reviews`.
+"""
+
+
+
+def load_graded(name: str, data_dir: Path, grader: Grader, cache: Path | None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The data set graded through the user's path (with the baselines' columns) and every answer's embedding."""
+    if cache is not None and (cache / f"{name}.parquet").is_file():
+        return pd.read_parquet(cache / f"{name}.parquet"), np.load(cache / f"{name}-vectors.npy")
+    raw = load_mohler(data_dir / "mohler" / "mohler.csv") if name == "mohler" else load_saf_split(data_dir / "saf" / "training")
+    frame, _ = grade_with_baselines(raw, grader)
+    frame = frame.drop(columns=["flags"]).reset_index(drop=True)
+    vectors = np.asarray(grader.encoder.encode(frame["answer"].astype(str).tolist()), dtype=np.float32)
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(cache / f"{name}.parquet")
+        np.save(cache / f"{name}-vectors.npy", vectors)
+    return frame, vectors
+
+
+def grader_scores(name: str, frame: pd.DataFrame) -> np.ndarray:
+    """What a user gets before any review: the SAF-fitted calibration on Mohler, cross-validated on SAF itself."""
+    keep = ~frame["zeroed"].to_numpy(bool)  # the guards' zeros stand whatever the mapping says
+    if name == "mohler":
+        return apply_calibration(load_calibration(EVAL_DIR / "calibration" / "saf-training.json"), frame) * keep
+    return cross_validated(frame, list(FEATURES), fit_mask=keep) * keep
+
+
+def baseline_prediction(cosine, human, sims, reviewed, rest) -> np.ndarray:
+    if len(reviewed) == 0:
+        return cosine[rest]
+    w = np.clip(sims[np.ix_(rest, reviewed)], 0, None) + 1e-9
+    vote = (w * human[reviewed]).sum(1) / w.sum(1)
+    return (1 - BASELINE_BLEND) * cosine[rest] + BASELINE_BLEND * vote
+
+
+def our_prediction(machine, human, sims, reviewed, rest) -> np.ndarray:
+    """The grader's score pulled towards the human scores of its near reviewed answers (weights exp((sim-1)/TAU))."""
+    if len(reviewed) == 0:
+        return machine[rest]
+    w = np.exp((sims[np.ix_(rest, reviewed)] - 1) / TAU)
+    vote = (w * human[reviewed]).sum(1) / w.sum(1)
+    trust = w.sum(1) / (w.sum(1) + SHRINK)
+    return (1 - trust) * machine[rest] + trust * vote
+
+
+Picker = Callable[[np.ndarray, np.ndarray, int, np.random.Generator], np.ndarray]
+
+
+def random_picks(vectors, shares, k, rng) -> np.ndarray:
+    return rng.permutation(len(shares))[:k]
+
+
+def grader_picks(vectors, shares, k, rng) -> np.ndarray:
+    return np.array(pick_informative(vectors, shares, k), int)
+
+
+def curve_point(frame: pd.DataFrame, vectors: np.ndarray, k: int, pick: Picker, method: str, seed: int) -> float:
+    """Pearson over every unreviewed answer when k answers per question are reviewed."""
+    rng = np.random.default_rng(seed)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    human_all, pred_all = [], []
+    for rows in frame.groupby("group", sort=True).indices.values():
+        q = frame.iloc[rows]
+        sims = unit[rows] @ unit[rows].T
+        human = q["human"].to_numpy(float)
+        machine = q["machine"].to_numpy(float)
+        reviewed = pick(unit[rows], machine / q["max_score"].to_numpy(float), min(k, len(rows) - 1), rng)
+        rest = np.setdiff1d(np.arange(len(rows)), reviewed)
+        if method == "baseline":
+            cosine = (q["embedding_cosine"] * q["max_score"]).to_numpy(float)
+            pred = baseline_prediction(cosine, human, sims, reviewed, rest)
+        else:
+            pred = our_prediction(machine, human, sims, reviewed, rest)
+        human_all += list(human[rest])
+        pred_all += list(pred)
+    return pearson(human_all, pred_all)
+
+
+def learning_curve(frame: pd.DataFrame, vectors: np.ndarray) -> pd.DataFrame:
+    rows = []
+    for method in ("baseline", "ours"):
+        for picks, pick in (("random", random_picks), ("grader-picked", grader_picks)):
+            seeds = SEEDS if picks == "random" else [0]
+            row = {"method": method, "reviewed answers picked": picks}
+            for k in KS:
+                row[f"k={k}"] = float(np.mean([curve_point(frame, vectors, k, pick, method, s) for s in seeds]))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def render(curves: dict[str, tuple[pd.DataFrame, int, int]]) -> str:
+    parts = [
+        "# The review loop: agreement after k reviewed answers per question\n",
+        "Generated by `python -m eval.review_curve` (do not edit by hand). Pearson with the human scores over every "
+        "answer not reviewed; k answers of each question reviewed (their human score known), picked at random "
+        f"(mean of {len(SEEDS)} draws) or by the grader (`grader.review.pick_informative`, the same function as "
+        "`grader review pick` and `GET /v1/review?strategy=informative`).\n",
+        "**baseline** (as described in issue 20): answer-vs-reference embedding cosine x max_score, blended half "
+        "and half with a similarity-weighted vote of the reviewed answers' human scores. **ours**: the grader's "
+        "calibrated score (Mohler: the calibration fitted on SAF training only; SAF training: cross-validated by "
+        f"question), pulled towards the human scores of near reviewed answers (weight exp((cosine - 1) / {TAU}), "
+        f"trust = weight / (weight + {SHRINK})). Parameters chosen on SAF training, applied to Mohler unchanged.\n",
+    ]
+    for name, (table, answers, questions) in curves.items():
+        parts += [f"## {DATA_SETS[name]} ({answers} answers, {questions} questions)\n", _markdown(table), ""]
+    return "\n".join(parts) + NOTES
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    head = "| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns) + "\n"
+    body = "".join(
+        "| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row) + " |\n"
+        for row in table.itertuples(index=False)
+    )
+    return head + body
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=PROJECT_ROOT.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path, default=EVAL_DIR / "REVIEW_CURVE.md")
+    parser.add_argument("--cache", type=Path, default=None, help="a folder to keep the graded tables in across runs")
+    args = parser.parse_args()
+    grader = Grader(Settings(calibration_path=None))
+    curves = {}
+    for name in DATA_SETS:
+        frame, vectors = load_graded(name, args.data_dir, grader, args.cache)
+        frame["machine"] = grader_scores(name, frame)
+        curves[name] = (learning_curve(frame, vectors), len(frame), frame["group"].nunique())
+    args.out.write_text(render(curves), encoding="utf-8")
+    print(args.out.read_text(encoding="utf-8"))
+
+
+if __name__ == "__main__":
+    main()
