@@ -18,6 +18,7 @@ import pandas as pd
 
 from grader.calibrate import Calibration
 from grader.encoder import MemoEncoder, load_encoder
+from grader.mapping import SHIPPED_PATH, load_mapping
 from grader.grade import Grader
 from grader.settings import PROJECT_ROOT, Settings
 
@@ -222,7 +223,9 @@ def render(evaluations, interview, shipped: Calibration, curves, seconds: float,
     ]
     parts += [dataset_section(ev, Path(curves[0]).parent) for ev in evaluations]
     parts += [
-        "## The shipped calibration\n",
+        "## The default score mapping\n",
+        _mapping_section(),
+        "## The answer-level calibration (optional, `GRADER_CALIBRATION_PATH`)\n",
         f"`eval/calibration/{SHIPPED}.json` (`{shipped.name}`, {shipped.method}), fitted on SAF training "
         f"only ({shipped.notes.get('rows')} answers); features {', '.join(shipped.features)}; ridge coefficients "
         f"{', '.join(f'{c:+.3f}' for c in shipped.coef)}. Use it with "
@@ -244,6 +247,21 @@ def render(evaluations, interview, shipped: Calibration, curves, seconds: float,
     if EXPERIMENTS.is_file():
         parts += ["## What we tried\n", EXPERIMENTS.read_text(encoding="utf-8")]
     return "\n".join(parts)
+
+
+def _mapping_section() -> str:
+    """What the shipped per-key-point mapping is and what it was fitted on."""
+    m = load_mapping(SHIPPED_PATH)
+    weights = ", ".join(f"{f} {c:+.2f}" for f, c in zip(m.features, m.coef))
+    return (
+        f"`grader/mappings/evidence.json` (`{m.name}`): {m.method}. Fitted on {m.fitted_on}; "
+        f"{m.notes.get('labelled_points')} labelled key points. Per key point "
+        f"p = sigmoid({m.intercept:+.2f} + {weights}); the expected coverage maps to the share of max_score "
+        f"through {len(m.knots_x)} isotonic knots (0 -> {m.share(0.0):.2f}, 0.25 -> {m.share(0.25):.2f}, "
+        f"0.5 -> {m.share(0.5):.2f}, 0.75 -> {m.share(0.75):.2f}, 1 -> {m.share(1.0):.2f}), then the guards' hard "
+        "effects (README, How a grade is made). Refit with `python -m eval.fit_mapping`. It is the column "
+        "**default** above; no row of Mohler or SAF unseen is in its fit.\n"
+    )
 
 
 def eval_dataset(data: Path, out: Path, settings: Settings) -> Path:

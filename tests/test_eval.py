@@ -81,7 +81,7 @@ def test_calibration_changes_score_and_fingerprint(tmp_path, settings, grader, r
     calibrated = Grader(settings.model_copy(update={"calibration_path": path}), encoder=grader.encoder)
     answer = "Max pooling keeps the largest value of each window, so the feature maps get smaller."
     plain, mapped = grader.grade(rubrics["max-pooling"], answer), calibrated.grade(rubrics["max-pooling"], answer)
-    assert plain.fingerprint.calibration == "linear" and mapped.fingerprint.calibration == "tiny-test@v1"
+    assert plain.fingerprint.calibration == "evidence@v1" and mapped.fingerprint.calibration == "tiny-test@v1"
     assert mapped.score != plain.score and mapped.coverage == plain.coverage
 
 
