@@ -128,6 +128,11 @@ class Settings(BaseSettings):
     backend: Literal["torch", "onnx"] = Field(
         "torch", description="torch: sentence-transformers fp32; onnx: int8 ONNX export of the same model (onnx extra)"
     )
+    span_vectors: Literal["pooled", "separate"] = Field(
+        "pooled",
+        description="pooled: each answer is read once and its clause, window and whole-answer vectors are pooled "
+        "from that pass's token vectors; separate: every span is encoded on its own (eval/SPANS.md compares them)",
+    )
     onnx_cache_dir: Path | None = Field(
         None, description="where the ONNX export is cached; default: the per-user cache dir (answer-grader)"
     )
