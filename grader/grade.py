@@ -17,14 +17,18 @@ from . import __version__
 from .calibrate import load_calibration
 from .encoder import MEAN_POOLING, EmbeddingCache, Encoder, Reading, VectorStore, load_encoder
 from .errors import AnswerError, AnswerTooLarge, GraderError, RubricError
+from .guards import _DOWN, _LEAST, _MOST, _UP  # the direction words the reversal check reads
 from .guards import (
     adds_to_question,
+    content_stems,
     instruction_parts,
     is_keyword_list,
+    is_negated,
     is_non_answer,
     language_flag,
     polarity_flipped,
     states_claim,
+    words,
 )
 from .match import (
     RubricVectors,
@@ -37,7 +41,7 @@ from .match import (
 )
 from .result import Evidence, Fingerprint, GradeResult, MisconceptionHit
 from .rubric import Rubric
-from .score import ZERO_SCORE_FLAGS, REVIEW_FLAGS, AnswerView, confidence_of, coverage_of, judge_key_points, points_for
+from .score import FILLER_WORDS, ZERO_SCORE_FLAGS, REVIEW_FLAGS, AnswerView, confidence_of, coverage_of, judge_key_points, points_for
 from .segment import distinct_clauses, segment_answer
 from .settings import Settings, Thresholds, get_settings
 
@@ -56,6 +60,26 @@ REASONS = {
     "misconception": "the answer states a known misconception",
     "no_key_point": "the answer makes none of the key points",
 }
+
+
+DIRECTION_WORDS = frozenset(_UP | _DOWN | _MOST | _LEAST)
+RESTATED_STEM_SHARE = 0.6  # a clause with this share of its content words in the question may restate it
+
+
+def judged_alone(clause: str, question: str) -> bool:
+    """Whether a guard judges ``clause`` by its own vector, so pooled mode also encodes it on its own.
+
+    A pooled clause vector carries the rest of the answer: a denial ("it does not ...", "it lowers ...")
+    drifts towards the point it denies, a restated question away from the question, and a long filler
+    sentence towards the key points its neighbours make (eval/SPANS.md measured each on the attacks).
+    """
+    stems = content_stems(clause)
+    return (
+        is_negated(clause)
+        or bool(DIRECTION_WORDS.intersection(words(clause)))
+        or len(clause.split()) >= FILLER_WORDS
+        or (bool(stems) and len(stems & content_stems(question)) >= RESTATED_STEM_SHARE * len(stems))
+    )
 
 
 def clean_answer(answer: str | bytes, max_chars: int) -> str:
@@ -152,7 +176,9 @@ class Grader:
         todo = [p for p in prepared if not isinstance(p, GraderError)]
         spans_of = [answer_spans(clauses) for _, _, clauses in todo]
         if self.span_vectors == "pooled":
-            answer_texts = [text for _, text, _ in todo]
+            answer_texts = [text for _, text, _ in todo] + [
+                c.text for r, _, clauses in todo for c in clauses if judged_alone(c.text, r.question)
+            ]
         else:
             answer_texts = [span_text(clauses, s) for (_, _, clauses), spans in zip(todo, spans_of) for s in spans]
         rubrics = {r.content_hash: r for r, _, _ in todo}
@@ -182,18 +208,21 @@ class Grader:
                 results.append(p)
                 continue
             (rubric, text, clauses), spans = next(it)
-            span_vecs, clause_tokens = self._span_vectors(text, clauses, spans, readings)
+            span_vecs, clause_tokens = self._span_vectors(rubric, text, clauses, spans, readings)
             results.append(self._judge(rubric, rvs[rubric.content_hash], text, clauses, spans, span_vecs, clause_tokens))
         return results
 
     def _span_vectors(
-        self, text: str, clauses: list, spans: list, readings: dict[str, Reading]
+        self, rubric: Rubric, text: str, clauses: list, spans: list, readings: dict[str, Reading]
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """(S, d) unit vectors of an answer's spans and the word-token vectors of each clause."""
         if self.span_vectors == "pooled":
             reading = readings[text]
-            bounds = np.array([(s.start, s.end) for s in spans])
-            return reading.pool(bounds), [reading.word_tokens(c.start, c.end) for c in clauses]
+            vectors = reading.pool(np.array([(s.start, s.end) for s in spans]))
+            for i, c in enumerate(clauses):  # spans 0..n-1 are the clauses
+                if judged_alone(c.text, rubric.question):
+                    vectors[i] = readings[c.text].sentence
+            return vectors, [reading.word_tokens(c.start, c.end) for c in clauses]
         span_vecs = np.stack([readings[span_text(clauses, s)].sentence for s in spans])
         return span_vecs, [readings[c.text].word_tokens() for c in clauses]
 
