@@ -1,10 +1,10 @@
 """The one grading path. The CLI, the API, batch jobs and the eval harness all call ``Grader.grade_many``.
 
-Many answers are graded together, in one ``read`` call of the encoder: each answer is read once (one
-forward pass of its own) and its clause, window and whole-answer vectors are pooled from that pass's token
-vectors, as are the word-token vectors the alignment uses (``GRADER_SPAN_VECTORS=pooled``, the default;
-``separate`` reads every span on its own). The texts of rubrics not yet cached are read in the same call,
-each on its own; the rest is matrix products per answer.
+Many answers are graded together, in one ``read`` call of the encoder (one unpadded forward pass per
+text). By default (``GRADER_SPAN_VECTORS=separate``) every clause, window and whole answer is read on its
+own; with ``pooled`` each answer is read once and its span vectors, and the word-token vectors the alignment
+uses, are pooled from that pass (eval/SPANS.md compares the two). The texts of rubrics not yet cached are
+read in the same call; the rest is matrix products per answer.
 """
 
 from __future__ import annotations
@@ -41,7 +41,16 @@ from .match import (
 )
 from .result import Evidence, Fingerprint, GradeResult, MisconceptionHit
 from .rubric import Rubric
-from .score import FILLER_WORDS, ZERO_SCORE_FLAGS, REVIEW_FLAGS, AnswerView, confidence_of, coverage_of, judge_key_points, points_for
+from .score import (
+    FILLER_WORDS,
+    REVIEW_FLAGS,
+    ZERO_SCORE_FLAGS,
+    AnswerView,
+    confidence_of,
+    coverage_of,
+    judge_key_points,
+    points_for,
+)
 from .segment import distinct_clauses, segment_answer
 from .settings import Settings, Thresholds, get_settings
 
@@ -209,7 +218,8 @@ class Grader:
                 continue
             (rubric, text, clauses), spans = next(it)
             span_vecs, clause_tokens = self._span_vectors(rubric, text, clauses, spans, readings)
-            results.append(self._judge(rubric, rvs[rubric.content_hash], text, clauses, spans, span_vecs, clause_tokens))
+            rv = rvs[rubric.content_hash]
+            results.append(self._judge(rubric, rv, text, clauses, spans, span_vecs, clause_tokens))
         return results
 
     def _span_vectors(
