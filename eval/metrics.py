@@ -85,7 +85,9 @@ def pearson_interval(frame: pd.DataFrame, pred: str, rounds: int = BOOTSTRAP_ROU
     return f"{low:.2f}-{high:.2f}"
 
 
-def paired_difference_interval(frame: pd.DataFrame, a: str, b: str, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> str:
+def paired_difference_interval(
+    frame: pd.DataFrame, a: str, b: str, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0
+) -> str:
     """Pearson of column ``a`` minus that of ``b``, with a 95% interval from the same resampled questions for both."""
     human = frame["human"].to_numpy(float)
     pa, pb = frame[a].to_numpy(float), frame[b].to_numpy(float)

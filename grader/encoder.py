@@ -218,7 +218,7 @@ class Encoder(PassReader):
         self._types = "token_type_ids" in self.model.tokenizer.model_input_names
 
     def _forward(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """One unpadded pass: the pipeline's sentence embedding (transformer, pooling, normalisation) and token vectors."""
+        """One unpadded pass: the pipeline's sentence embedding (transformer, pooling, normalisation), token vectors."""
         import torch
 
         with torch.inference_mode():

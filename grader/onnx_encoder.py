@@ -225,9 +225,10 @@ class OnnxEncoder(PassReader):
     def _forward(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """One unpadded session run: the pooled, normalised sentence vector and the token vectors."""
         input_ids = np.asarray([ids], dtype=np.int64)
-        feed = {"input_ids": input_ids, "attention_mask": np.ones_like(input_ids), "token_type_ids": np.zeros_like(input_ids)}
+        mask, types = np.ones_like(input_ids), np.zeros_like(input_ids)
+        feed = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": types}
         hidden = self.session.run(None, {n: feed[n] for n in self._inputs})[0]
-        return unit_rows(_pool(hidden, feed["attention_mask"], self.layout.pooling))[0], hidden[0]
+        return unit_rows(_pool(hidden, mask, self.layout.pooling))[0], hidden[0]
 
 
 def _pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
