@@ -3,8 +3,9 @@
     python benchmarks/batch.py [--rows 10000] [--memory-rows 10000 100000]
 
 1. Throughput: ``run_batch`` over N varied answers (sentences of the shipped example answers in
-   eval/data/ml_interview, recombined) against ``Encoder.encode`` on exactly the span texts
-   grading embeds for the same chunks, in the same process. Target: batch >= 0.8x the encoder.
+   eval/data/ml_interview, recombined) against the bare encoder reading each distinct answer of each
+   chunk once (one unpadded pass per answer, ``Encoder.read``), in the same process; the span texts of
+   separate mode are timed too. Target (issue 19): batch >= 0.9x the encoder reading each answer once.
 2. Memory: the RSS high-water mark (``resource.getrusage`` in a child process) of a whole
    ``grader batch`` run over 10k and 100k rows. Target: 100k within 1.5x of 10k. Those files are
    dominated by repeated answers, so dedup keeps the 100k run short on 2 cores; the reader, the
@@ -34,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 from grader.batch import DEFAULT_CHUNK_ROWS, run_batch  # noqa: E402
 from grader.grade import Grader, clean_answer  # noqa: E402
 from grader.jobs import JobLedger  # noqa: E402
-from grader.match import answer_spans  # noqa: E402
+from grader.match import answer_spans, span_text  # noqa: E402
 from grader.rubric import load_rubrics  # noqa: E402
-from grader.segment import segment_answer  # noqa: E402
+from grader.segment import distinct_clauses, segment_answer  # noqa: E402
 from grader.settings import Settings  # noqa: E402
 from grader.store import Store  # noqa: E402
 
@@ -78,17 +79,19 @@ def write_jsonl(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def chunk_span_texts(rows: list[dict], max_chars: int) -> list[list[str]]:
-    """Per chunk, the distinct span texts ``grade_many`` embeds (rubric texts are cached by then)."""
-    chunks = []
+def chunk_texts(rows: list[dict], max_chars: int) -> tuple[list[list[str]], list[list[str]]]:
+    """Per chunk, the distinct answers, and the distinct span texts separate mode embeds for them."""
+    answers, spans = [], []
     for start in range(0, len(rows), DEFAULT_CHUNK_ROWS):
         pairs = dict.fromkeys((r["rubric_id"], r["answer"]) for r in rows[start : start + DEFAULT_CHUNK_ROWS])
-        texts = []
-        for _, answer in pairs:
-            text = clean_answer(answer, max_chars)
-            texts += [text[s.start : s.end] for s in answer_spans(segment_answer(text))]
-        chunks.append(list(dict.fromkeys(texts)))
-    return chunks
+        texts = [clean_answer(answer, max_chars) for _, answer in pairs]
+        answers.append(list(dict.fromkeys(texts)))
+        chunk_spans = []
+        for text in texts:
+            clauses = distinct_clauses(segment_answer(text))
+            chunk_spans += [span_text(clauses, s) for s in answer_spans(clauses)]
+        spans.append(list(dict.fromkeys(chunk_spans)))
+    return answers, spans
 
 
 def throughput(n: int, workdir: Path) -> dict:
@@ -98,29 +101,39 @@ def throughput(n: int, workdir: Path) -> dict:
     grader.grade_many([(r, r.question) for r in rubrics.values()])  # warm up; rubric texts cached
     rows = varied_rows(n)
     source = write_jsonl(rows, workdir / "varied.jsonl")
-    chunks = chunk_span_texts(rows, settings.max_answer_chars)
+    answer_chunks, span_chunks = chunk_texts(rows, settings.max_answer_chars)
 
-    def encode_only() -> float:
+    def read_answers() -> float:
         started = time.perf_counter()
-        for texts in chunks:
+        for texts in answer_chunks:
+            grader.encoder.read(texts)
+        return time.perf_counter() - started
+
+    def encode_spans() -> float:
+        started = time.perf_counter()
+        for texts in span_chunks:
             grader.encoder.encode(texts)
         return time.perf_counter() - started
 
     ledger = JobLedger(Store(settings.database_url))
-    encoder_s = [encode_only()]
+    encoder_s = [read_answers()]
     started = time.perf_counter()
     summary = run_batch(source, workdir / "varied.out.parquet", grader, rubrics, ledger)
     batch_s = time.perf_counter() - started
-    encoder_s.append(encode_only())  # before and after, so drifting machine load hits both sides
+    encoder_s.append(read_answers())  # before and after, so drifting machine load hits both sides
+    spans_s = encode_spans()
     enc = sum(encoder_s) / len(encoder_s)
     return {
         "rows": n,
+        "span_vectors": settings.span_vectors,
         "distinct_pairs": len({(r["rubric_id"], r["answer"]) for r in rows}),
-        "span_texts": sum(len(c) for c in chunks),
+        "answers": sum(len(c) for c in answer_chunks),
+        "span_texts": sum(len(c) for c in span_chunks),
         "graded": summary.graded,
         "batch_s": batch_s,
         "encoder_s": enc,
         "encoder_runs_s": encoder_s,
+        "spans_s": spans_s,
         "batch_rows_per_s": n / batch_s,
         "encoder_rows_per_s": n / enc,
         "ratio": enc / batch_s,
@@ -165,8 +178,6 @@ def peak_memory(n: int, workdir: Path) -> dict:
 
 
 def report(tp: dict, mem: list[dict]) -> str:
-    small, large = mem[0], mem[-1]
-    growth = large["peak_mb"] / small["peak_mb"]
     lines = [
         "# Batch grading benchmark",
         "",
@@ -176,55 +187,66 @@ def report(tp: dict, mem: list[dict]) -> str:
         "## Throughput vs the bare encoder",
         "",
         f"{tp['rows']} answers ({tp['distinct_pairs']} distinct) recombined from the clauses of the shipped example answers "
-        f"in eval/data/ml_interview, over all {len(sentence_pools())} rubrics; chunks of {DEFAULT_CHUNK_ROWS} rows. "
-        f"The encoder baseline embeds exactly the {tp['span_texts']} distinct span texts grading embeds for the same "
-        "chunks (one `encode` call per chunk), measured before and after the batch run in the same process.",
+        f"in eval/data/ml_interview, over all {len(sentence_pools())} rubrics; chunks of {DEFAULT_CHUNK_ROWS} rows; span "
+        f"vectors **{tp['span_vectors']}**. The bare encoder reads each of the {tp['answers']} distinct answers once "
+        "(one unpadded pass each, `Encoder.read`, one call per chunk), measured before and after the batch run in the "
+        f"same process; for reference, encoding the {tp['span_texts']} distinct span texts of separate mode one pass "
+        f"each took {tp['spans_s']:.1f} s ({tp['rows'] / tp['spans_s']:.1f} rows/s).",
         "",
         "| | seconds | rows/s |",
         "|---|---:|---:|",
         f"| `run_batch` (read, grade, write Parquet, commit per chunk) | {tp['batch_s']:.1f} | {tp['batch_rows_per_s']:.1f} |",
-        f"| `Encoder.encode` alone (mean of {', '.join(f'{s:.1f}' for s in tp['encoder_runs_s'])} s) | {tp['encoder_s']:.1f} | {tp['encoder_rows_per_s']:.1f} |",
+        f"| bare encoder, each answer read once (mean of {', '.join(f'{s:.1f}' for s in tp['encoder_runs_s'])} s) | {tp['encoder_s']:.1f} | {tp['encoder_rows_per_s']:.1f} |",
         "",
-        f"**Batch / encoder: {tp['ratio']:.2f}x** (target >= 0.8x: {'met' if tp['ratio'] >= 0.8 else 'NOT met'}).",
+        f"**Batch / encoder: {tp['ratio']:.2f}x** (target >= 0.9x: {'met' if tp['ratio'] >= 0.9 else 'NOT met'}).",
         "",
         "On a shared machine the absolute rates are low and the two encoder passes bracket the batch run; a ratio "
         "above 1 means the load drift is larger than the grading overhead (segmenting, matching, writing, committing)."
         + ("" if tp["rows"] >= 10_000 else f" The run used {tp['rows']} rows instead of the default 10,000 to fit the time available at this load."),
         "",
-        "## Peak memory vs file size",
-        "",
-        "RSS high-water mark of a child process running one whole `run_batch` (JSONL in, CSV out, SQLite store). "
-        "These files repeat 10 distinct answers, so dedup within each chunk keeps the 100k run short on 2 cores; "
-        "every row is still read, graded (from its chunk's shared result), written and committed.",
-        "",
-        "| rows | file MB | RSS after model load MB | peak RSS MB | seconds |",
-        "|---:|---:|---:|---:|---:|",
-        *[
-            f"| {m['rows']} | {m['file_mb']:.1f} | {m['loaded_mb']:.0f} | {m['peak_mb']:.0f} | {m['seconds']:.1f} |"
-            for m in mem
-        ],
-        "",
-        f"**Peak {large['rows']} / {small['rows']} rows: {growth:.2f}x** (target within 1.5x: "
-        f"{'met' if growth <= 1.5 else 'NOT met'}).",
-        "",
     ]
+    if mem:
+        small, large = mem[0], mem[-1]
+        growth = large["peak_mb"] / small["peak_mb"]
+        lines += [
+            "## Peak memory vs file size",
+            "",
+            "RSS high-water mark of a child process running one whole `run_batch` (JSONL in, CSV out, SQLite store). "
+            "These files repeat 10 distinct answers, so dedup within each chunk keeps the 100k run short on 2 cores; "
+            "every row is still read, graded (from its chunk's shared result), written and committed.",
+            "",
+            "| rows | file MB | RSS after model load MB | peak RSS MB | seconds |",
+            "|---:|---:|---:|---:|---:|",
+            *[
+                f"| {m['rows']} | {m['file_mb']:.1f} | {m['loaded_mb']:.0f} | {m['peak_mb']:.0f} | {m['seconds']:.1f} |"
+                for m in mem
+            ],
+            "",
+            f"**Peak {large['rows']} / {small['rows']} rows: {growth:.2f}x** (target within 1.5x: "
+            f"{'met' if growth <= 1.5 else 'NOT met'}).",
+            "",
+        ]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000, help="answers in the throughput run")
-    parser.add_argument("--memory-rows", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--memory-rows", type=int, nargs="*", default=[10_000, 100_000])
+    parser.add_argument("--span-vectors", choices=("separate", "pooled"), default=None, help="GRADER_SPAN_VECTORS")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.span_vectors:
+        os.environ["GRADER_SPAN_VECTORS"] = args.span_vectors
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         mem = [peak_memory(n, workdir) for n in args.memory_rows]
         print(json.dumps(mem, indent=1), flush=True)
         tp = throughput(args.rows, workdir)
         print(json.dumps(tp, indent=1), flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(report(tp, mem))
-    print(RESULTS.read_text())
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(report(tp, mem))
+    print(args.out.read_text())
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """Load benchmark of the HTTP API: latency and throughput at 1, 4 and 16 concurrent clients.
 
 Starts a real server (``grader serve``) on a free loopback port with a temporary store seeded with
-one 5-key-point rubric, grades distinct ~60-word answers, and compares the 16-client throughput
-with the bare encoder embedding the same answers' spans in large batches in this process, which is
-the ceiling the API's micro-batching tries to approach. Writes a Markdown table to
-benchmarks/results/load.md.
+one 5-key-point rubric, grades distinct ~66-word answers, and compares with the bare model in this
+process, after the server has stopped (issue 19): the single-client p50 with one forward pass over the
+same answer, and the top throughput with the bare encoder reading the same answers one pass each
+(unpadded, as grading does; padded batches of 64 and the span texts of separate mode are reported too).
+Writes a Markdown table to benchmarks/results/load.md.
 
-    python benchmarks/load.py [--requests 300] [--clients 1 4 16]
+    python benchmarks/load.py [--requests 300] [--clients 1 4 16] [--span-vectors pooled|separate]
     python benchmarks/load.py --postgres --workers 2 --out benchmarks/results/load-postgres.md
 
 ``--postgres`` starts a throwaway PostgreSQL server (tests/pgserver.py, Debian's binaries) for the
@@ -140,25 +141,47 @@ async def load(base_url: str, answers: list[str], clients: int) -> Run:
     return Run(clients, len(answers), elapsed, latencies)
 
 
-def bare_encoder_rate(answers: list[str], chunk: int) -> tuple[float, int]:
-    """Answers per second when only the encoder runs: every span grading embeds, ``chunk`` answers per call."""
+@dataclass
+class Bare:
+    """The bare model on the benchmark's answers, in this process, same backend as the server."""
+
+    single_ms: float  # median of one forward pass over one whole answer
+    answers_per_s: float  # one unpadded pass per answer (grading's rule since issue 21)
+    padded_per_s: float  # padded batches of 64 answers: the model's best throughput, for reference
+    spans_per_s: float  # every span text of separate mode, one pass each
+    spans_per_answer: int
+
+
+def bare_model(answers: list[str], singles: int = 40) -> Bare:
     from grader.encoder import load_encoder
-    from grader.match import answer_spans
-    from grader.segment import segment_answer
+    from grader.match import answer_spans, span_text
+    from grader.segment import distinct_clauses, segment_answer
     from grader.settings import get_settings
 
     settings = get_settings()
     encoder = load_encoder(settings.model_path, settings.encode_batch_size, settings.backend, settings.onnx_cache_dir)
+    encoder.read(answers[:4])  # warm-up
+    times = []
+    for answer in answers[:singles]:
+        started = time.perf_counter()
+        encoder.read([answer])
+        times.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    encoder.read(answers)
+    per_answer = len(answers) / (time.perf_counter() - started)
+    padded = float("nan")
+    if hasattr(encoder, "model"):  # torch: sentence-transformers' own padded, length-sorted batches
+        started = time.perf_counter()
+        encoder.model.encode(answers, batch_size=64)
+        padded = len(answers) / (time.perf_counter() - started)
     spans = []
     for answer in answers:
-        clauses = segment_answer(answer)
-        spans.append([answer[s.start : s.end] for s in answer_spans(clauses)])
-    encoder.encode([t for per in spans[:chunk] for t in per])  # warm-up
+        clauses = distinct_clauses(segment_answer(answer))
+        spans.append([span_text(clauses, s) for s in answer_spans(clauses)])
     started = time.perf_counter()
-    for i in range(0, len(answers), chunk):
-        encoder.encode([t for per in spans[i : i + chunk] for t in per])
-    elapsed = time.perf_counter() - started
-    return len(answers) / elapsed, round(statistics.mean(len(s) for s in spans))
+    encoder.encode([t for per in spans for t in per])
+    spans_rate = len(answers) / (time.perf_counter() - started)
+    return Bare(statistics.median(times) * 1000, per_answer, padded, spans_rate, round(statistics.mean(map(len, spans))))
 
 
 def main() -> None:
@@ -168,7 +191,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--workers", type=int, default=1, help="server processes (grader serve --workers)")
     parser.add_argument("--postgres", action="store_true", help="store in a throwaway PostgreSQL instead of SQLite")
+    parser.add_argument("--span-vectors", choices=("separate", "pooled"), default=None, help="GRADER_SPAN_VECTORS")
     args = parser.parse_args()
+    if args.span_vectors:
+        os.environ["GRADER_SPAN_VECTORS"] = args.span_vectors
 
     answers = make_answers(args.requests * (len(args.clients) + 1))
     words = statistics.mean(len(a.split()) for a in answers)
@@ -202,12 +228,9 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(60)
-    bare, spans_per_answer = bare_encoder_rate(answers[: args.requests], chunk=64)
-    top = max(runs, key=lambda r: r.clients)
-    ratio = top.rps / bare
-    print(f"bare encoder: {bare:.1f} answers/s ({spans_per_answer} spans each); {top.clients}-client ratio {ratio:.2f}")
+    bare = bare_model(answers[: args.requests])
     store = "PostgreSQL" if args.postgres else "SQLite"
-    write_report(args.out, runs, bare, ratio, top.clients, words, spans_per_answer, load_avg, store, args.workers)
+    write_report(args.out, runs, bare, words, load_avg, store, args.workers)
 
 
 def micro_batch_totals(base_url: str) -> tuple[float, float]:
@@ -221,31 +244,41 @@ def micro_batch_delta(base_url: str, before: tuple[float, float]) -> float:
     return (total - before[1]) / max(count - before[0], 1)
 
 
-def write_report(
-    out: Path, runs: list[Run], bare: float, ratio: float, top: int, words, spans, load_avg, store="SQLite", workers=1
-) -> None:
+def write_report(out: Path, runs: list[Run], bare: Bare, words, load_avg, store="SQLite", workers=1) -> None:
+    from grader.settings import get_settings
+
+    settings = get_settings()
     rows = "\n".join(
         f"| {r.clients} | {r.requests} | {r.percentile(50):.1f} | {r.percentile(99):.1f} | {r.rps:.1f} "
         f"| {r.mean_batch:.1f} |"
         for r in runs
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        f"""# API load benchmark
+    one, top = min(runs, key=lambda r: r.clients), max(runs, key=lambda r: r.clients)
+    latency_ratio = one.percentile(50) / bare.single_ms
+    text = f"""# API load benchmark
 
-`python benchmarks/load.py` — a real `grader serve` on 127.0.0.1, `POST /v1/grade` with a stored
-5-key-point rubric and distinct ~{words:.0f}-word answers ({spans} encoded spans each), every result
-stored in {store}; {workers} server process(es). {os.cpu_count()} CPU cores, no GPU; the load generator runs on the same cores
+`python benchmarks/load.py {' '.join(sys.argv[1:])}` — a real `grader serve` on 127.0.0.1, `POST /v1/grade` with a
+stored 5-key-point rubric and distinct ~{words:.0f}-word answers ({bare.spans_per_answer} spans each), every result
+stored in {store}; {workers} server process(es); backend **{settings.backend}**, span vectors
+**{settings.span_vectors}**. {os.cpu_count()} CPU cores, no GPU; the load generator runs on the same cores
 (1-minute load average at the end: {load_avg:.1f}{"; other work shared the cores, so these numbers are pessimistic" if load_avg > (os.cpu_count() or 1) + 0.5 else ""}).
 
 | clients | requests | p50 latency (ms) | p99 latency (ms) | requests/s | mean micro-batch |
 | ---: | ---: | ---: | ---: | ---: | ---: |
 {rows}
 
-Bare encoder on the same answers' spans, 64 answers per `Encoder.encode` call, one process:
-**{bare:.1f} answers/s**. {top}-client API throughput / bare encoder throughput: **{ratio:.2f}**.
+The bare model on the same answers, in the benchmark process after the server stopped (same backend):
+
+| bare model | value | API / bare |
+|---|---:|---:|
+| one forward pass over one whole answer, median | {bare.single_ms:.1f} ms | {one.clients}-client p50: **{latency_ratio:.2f}x** (target <= 1.5x) |
+| one unpadded pass per answer (grading's rule) | {bare.answers_per_s:.1f} answers/s | {top.clients}-client throughput: **{top.rps / bare.answers_per_s:.2f}x** (target >= 0.8x) |
+| padded batches of 64 answers (torch only) | {bare.padded_per_s:.1f} answers/s | {top.rps / bare.padded_per_s:.2f}x |
+| every span text of separate mode, one pass each | {bare.spans_per_s:.1f} answers/s | {top.rps / bare.spans_per_s:.2f}x |
 """
-    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(text)
     print(f"wrote {out}")
 
 

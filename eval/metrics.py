@@ -65,21 +65,35 @@ def macro_f1(labels, share) -> float:
 BOOTSTRAP_ROUNDS = 1000
 
 
-def pearson_interval(frame: pd.DataFrame, pred: str, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> str:
-    """95% interval of Pearson when whole questions are resampled: how far a difference is from noise.
+def _question_draws(frame: pd.DataFrame, rounds: int, seed: int):
+    """Row indices of ``rounds`` resamples of whole questions (drawn with replacement, answers kept together).
 
     Answers to one question are not independent (one reference, one grader's habits), so the bootstrap
-    draws questions with replacement and keeps each drawn question's answers together.
+    draws questions, not answers.
     """
     rows = [g.index.to_numpy() for _, g in frame.reset_index(drop=True).groupby("group", sort=False)]
-    human, predicted = frame["human"].to_numpy(float), frame[pred].to_numpy(float)
     rng = np.random.default_rng(seed)
-    draws = []
     for _ in range(rounds):
-        take = np.concatenate([rows[i] for i in rng.integers(0, len(rows), len(rows))])
-        draws.append(pearson(human[take], predicted[take]))
+        yield np.concatenate([rows[i] for i in rng.integers(0, len(rows), len(rows))])
+
+
+def pearson_interval(frame: pd.DataFrame, pred: str, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> str:
+    """95% interval of Pearson when whole questions are resampled: how far a difference is from noise."""
+    human, predicted = frame["human"].to_numpy(float), frame[pred].to_numpy(float)
+    draws = [pearson(human[take], predicted[take]) for take in _question_draws(frame, rounds, seed)]
     low, high = np.nanpercentile(draws, [2.5, 97.5])
     return f"{low:.2f}-{high:.2f}"
+
+
+def paired_difference_interval(
+    frame: pd.DataFrame, a: str, b: str, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0
+) -> str:
+    """Pearson of column ``a`` minus that of ``b``, with a 95% interval from the same resampled questions for both."""
+    human = frame["human"].to_numpy(float)
+    pa, pb = frame[a].to_numpy(float), frame[b].to_numpy(float)
+    draws = [pearson(human[t], pa[t]) - pearson(human[t], pb[t]) for t in _question_draws(frame, rounds, seed)]
+    low, high = np.nanpercentile(draws, [2.5, 97.5])
+    return f"{pearson(human, pa) - pearson(human, pb):+.3f} ({low:+.3f} to {high:+.3f})"
 
 
 def agreement(frame: pd.DataFrame, pred: str, interval: bool = False) -> dict[str, float]:

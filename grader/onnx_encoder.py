@@ -22,7 +22,7 @@ from threading import Lock
 
 import numpy as np
 
-from .encoder import packaged_model_path, weights_hash, word_tokens
+from .encoder import PassReader, packaged_model_path, untruncated_tokenizer, unit_rows, weights_hash
 from .errors import GraderError, MissingExtra
 
 # Bump when the export or quantization changes, so stale cached files are never reused.
@@ -35,9 +35,9 @@ _POOLING_MODES = {
     "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len",
 }
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-# One text per session run, as in the torch encoder: dynamic int8 quantization scales activations per
-# run, so in a batch a text's vector moved with its batch-mates (cosine ~0.99); alone it is a function
-# of the text, and ``grade`` and ``batch`` agree.
+# One text per session run, as in the torch encoder (``grader.encoder.PassReader``): dynamic int8
+# quantization scales activations per run, so in a batch a text's vector moved with its batch-mates
+# (cosine ~0.99); alone it is a function of the text, and ``grade`` and ``batch`` agree.
 ONNX_BATCH = 1
 
 
@@ -180,7 +180,7 @@ def _quantize(source: Path, out: Path) -> None:
     )
 
 
-class OnnxEncoder:
+class OnnxEncoder(PassReader):
     """The ``Encoder`` interface over an onnxruntime session of the quantized model."""
 
     def __init__(
@@ -192,7 +192,6 @@ class OnnxEncoder:
     ) -> None:
         require_onnx_extra()
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
         source = Path(model_path) if model_path else packaged_model_path()
         if not (source / "tokenizer.json").is_file():
@@ -210,9 +209,10 @@ class OnnxEncoder:
         self.calls = 0
         self._lock = Lock()
 
-        self.tokenizer = Tokenizer.from_file(str(source / "tokenizer.json"))
-        self.tokenizer.no_padding()  # padded per batch below, to the batch's longest text
-        self.tokenizer.enable_truncation(self.layout.max_seq_length)
+        self._pieces = untruncated_tokenizer((source / "tokenizer.json").read_text(encoding="utf-8"))
+        self.tokenizer = self._pieces  # benchmarks count tokens with it
+        self.max_seq_length = self.layout.max_seq_length
+        self.pooling = self.layout.pooling
         options = ort.SessionOptions()
         options.intra_op_num_threads = os.cpu_count() or 1
         # Idle worker threads sleep instead of spinning: on a shared CPU (the API beside other work)
@@ -222,49 +222,13 @@ class OnnxEncoder:
         self._inputs = [i.name for i in self.session.get_inputs()]
         self.dim = int(self.session.get_outputs()[0].shape[-1])
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """Embed ``texts``, one session run per text, returned in input order."""
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock:
-            self.calls += 1
-            out = np.empty((len(texts), self.dim), dtype=np.float32)
-            for chunk, hidden, mask in self._batches(self.tokenizer.encode_batch(list(texts))):
-                out[chunk] = _normalize(_pool(hidden, mask, self.layout.pooling))
-        return out
-
-    def encode_with_tokens(self, texts: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """``encode(texts)`` and each text's word-token vectors (``grader.encoder.word_tokens``), in one pass."""
-        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
-        tokens: list[np.ndarray] = [np.zeros((0, self.dim), np.float32)] * len(texts)
-        if not texts:
-            return vectors, tokens
-        with self._lock:
-            self.calls += 1
-            encodings = self.tokenizer.encode_batch(list(texts))
-            for chunk, hidden, mask in self._batches(encodings):
-                vectors[chunk] = _normalize(_pool(hidden, mask, self.layout.pooling))
-                for row, i in enumerate(chunk):
-                    tokens[i] = word_tokens(texts[i], encodings[i].offsets, hidden[row, : int(mask[row].sum())])
-        return vectors, tokens
-
-    def _batches(self, encodings: list):
-        """(input positions, last hidden state, attention mask) per batch of tokenized texts, longest first."""
-        tokens = [(e.ids, e.type_ids) for e in encodings]
-        order = np.argsort([-len(ids) for ids, _ in tokens], kind="stable")
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            yield (chunk, *self._run([tokens[i] for i in chunk]))
-
-    def _run(self, tokens: list[tuple[list[int], list[int]]]) -> tuple[np.ndarray, np.ndarray]:
-        width = max(len(ids) for ids, _ in tokens)
-        ids = np.zeros((len(tokens), width), dtype=np.int64)  # pad id 0 is masked out anyway
-        types = np.zeros_like(ids)
-        mask = np.zeros_like(ids)
-        for row, (tid, ttype) in enumerate(tokens):
-            ids[row, : len(tid)], types[row, : len(tid)], mask[row, : len(tid)] = tid, ttype, 1
-        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        return self.session.run(None, {n: feed[n] for n in self._inputs})[0], mask
+    def _forward(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """One unpadded session run: the pooled, normalised sentence vector and the token vectors."""
+        input_ids = np.asarray([ids], dtype=np.int64)
+        mask, types = np.ones_like(input_ids), np.zeros_like(input_ids)
+        feed = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": types}
+        hidden = self.session.run(None, {n: feed[n] for n in self._inputs})[0]
+        return unit_rows(_pool(hidden, mask, self.layout.pooling))[0], hidden[0]
 
 
 def _pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
@@ -277,7 +241,3 @@ def _pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
     lengths = np.clip(weights.sum(axis=1), 1e-9, None)
     summed = (hidden * weights).sum(axis=1)
     return summed / (np.sqrt(lengths) if mode == "mean_sqrt_len" else lengths)
-
-
-def _normalize(vectors: np.ndarray) -> np.ndarray:
-    return (vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)).astype(np.float32)

@@ -64,6 +64,7 @@ class Fingerprint(BaseModel):
     thresholds: dict[str, float]
     calibration: str
     grader_version: str
+    span_vectors: str = "separate"  # how span vectors were made (GRADER_SPAN_VECTORS); results before it: separate
 
 
 class GradeResult(BaseModel):

@@ -1,6 +1,7 @@
 """The grading path with the real model: coverage, missing points, evidence, fingerprint."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 
 from grader.draft import draft_rubric
 from grader.errors import AnswerError, AnswerTooLarge
+from grader.grade import Grader
 from grader.segment import segment_answer
 
 COMPLETE = (
@@ -27,7 +29,11 @@ OFF_TOPIC = "My grandmother's apple pie needs cinnamon, brown sugar and a butter
 def test_complete_answer_in_our_own_words_covers_the_rubric(grader, rubrics):
     result = grader.grade(rubrics["max-pooling"], COMPLETE)
     assert result.coverage >= 0.8, [(v.id, v.status, v.similarity) for v in result.key_points]
-    assert result.score == pytest.approx(result.coverage * 5, abs=1e-3)
+    assert result.score >= 0.8 * 5 and result.fingerprint.calibration == "evidence@v1"
+    linear = Grader(grader.settings.model_copy(update={"score_mapping": "linear"}), encoder=grader.encoder)
+    plain = linear.grade(rubrics["max-pooling"], COMPLETE)
+    assert plain.score == pytest.approx(plain.coverage * 5, abs=1e-3) and plain.fingerprint.calibration == "linear"
+    assert [v.status for v in plain.key_points] == [v.status for v in result.key_points]
     for verdict in result.key_points:
         if verdict.status != "missing":
             ev = verdict.evidence
@@ -79,13 +85,15 @@ def test_fingerprint_names_model_rubric_and_thresholds(grader, rubrics):
     assert fp.thresholds["covered_threshold"] == grader.settings.thresholds.covered_threshold
 
 
+@pytest.mark.parametrize("span_vectors", ["separate", "pooled"])
 @pytest.mark.parametrize("order", ["alone-first", "batch-first"])
-def test_a_grade_does_not_depend_on_batch_mates_or_on_what_is_cached(order):
+def test_a_grade_does_not_depend_on_batch_mates_or_on_what_is_cached(order, span_vectors):
     # "One answer, one score": the score at its printed precision, every key point's status, the flags and
     # the missing points are the same whether an answer is graded alone or among 31 others, first in a
     # fresh process (nothing cached: its rubric is encoded in the same call) or after its rubric is cached.
     probe = Path(__file__).with_name("batch_invariance_probe.py")
-    run = subprocess.run([sys.executable, str(probe), order], capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "GRADER_SPAN_VECTORS": span_vectors}
+    run = subprocess.run([sys.executable, str(probe), order], capture_output=True, text=True, timeout=600, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
     out = json.loads(run.stdout)
     assert len(out["alone"]) == 32
@@ -172,3 +180,25 @@ def test_alignment_ignores_the_question_restated(grader, rubrics):
     restated = grader.grade(rubric, f"{rubric.question} {ONE_POINT}")
     assert "question_restated" in restated.flags
     assert [v.alignment for v in restated.key_points] == pytest.approx([v.alignment for v in plain.key_points], abs=0.02)
+
+
+def test_an_answer_longer_than_the_model_limit_is_graded_on_every_clause(grader, settings, rubrics):
+    # Past 256 word pieces a pooled answer is read in overlapping windows: a point made only at the end counts.
+    grader = Grader(settings.model_copy(update={"span_vectors": "pooled"}), encoder=grader.encoder)
+    filler = "Pooling layers appear in most convolutional networks used for image classification today. " * 30
+    answer = filler + "Max pooling has no parameters, so there is nothing to learn."
+    assert len(grader.encoder._pieces.encode(answer).ids) > 256
+    result = grader.grade(rubrics["max-pooling"], answer)
+    verdict = next(v for v in result.key_points if v.id == "no-parameters")
+    assert verdict.status != "missing" and verdict.evidence.start >= len(filler) - 1
+
+
+def test_span_vectors_setting_is_named_in_the_fingerprint(grader, settings, rubrics):
+    pooled = Grader(settings.model_copy(update={"span_vectors": "pooled"}), encoder=grader.encoder)
+    rubric = rubrics["max-pooling"]
+    assert grader.fingerprint(rubric).span_vectors == "separate" == settings.span_vectors
+    assert pooled.fingerprint(rubric).span_vectors == "pooled"
+    before = grader.encoder.calls
+    one = pooled.grade(rubric, ONE_POINT)
+    assert grader.encoder.calls == before + 1  # the answer read once, in one call
+    assert [v.status for v in one.key_points] == [v.status for v in grader.grade(rubric, ONE_POINT).key_points]

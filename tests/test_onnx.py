@@ -121,3 +121,15 @@ def test_unknown_backend_is_named_in_the_error():
 
     with pytest.raises(GraderError, match="unknown encoder backend 'tpu'"):
         load_encoder(None, 64, "tpu")
+
+
+def test_onnx_grade_and_batch_agree(onnx_encoder, grader, rubrics):
+    # One session run per answer: a grade alone and among others is the same result, digit for digit.
+    from grader.grade import Grader
+
+    onnx_grader = Grader(grader.settings, onnx_encoder)
+    rubric = rubrics["max-pooling"]
+    answers = [SENTENCES[4], "It keeps the largest value in each window, so the map shrinks.", SENTENCES[0]]
+    alone = [onnx_grader.grade(rubric, a).model_dump() for a in answers]
+    together = onnx_grader.grade_many([(rubric, a) for a in reversed(answers)])[::-1]
+    assert alone == [r.model_dump() for r in together]

@@ -161,9 +161,9 @@ def test_key_point_embeddings_are_shared_through_the_store(store_url, grader, ru
             self.inner, self.texts = inner, []
             self.name, self.weights_hash, self.dim = inner.name, inner.weights_hash, inner.dim
 
-        def encode_with_tokens(self, texts):
+        def read(self, texts):
             self.texts += texts
-            return self.inner.encode_with_tokens(texts)
+            return self.inner.read(texts)
 
     recording = SpansOnly(grader.encoder)
     second = Grader(grader.settings, recording, vectors=Store(store_url))  # a new process's empty memory cache
