@@ -15,9 +15,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from .errors import GraderError
+from .mapping import read_artefact
 from .result import KeyPointVerdict
 
 # Features of one grade, all on a 0..1 scale and all computed from the key-point verdicts.
@@ -129,18 +130,10 @@ class Calibration(BaseModel):
 
 def load_calibration(path: Path) -> Calibration:
     """Read an artefact the grader can apply; a missing or malformed file says which and how to fix it."""
-    try:
-        calibration = Calibration.model_validate_json(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GraderError(
-            f"calibration file {path} not found; set GRADER_CALIBRATION_PATH to an artefact from eval/calibration/ "
-            "or unset it for the linear mapping",
-            field="calibration_path",
-        ) from None
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(file)"
-        raise GraderError(f"calibration file {path}: {where}: {first['msg']}", field="calibration_path") from None
+    calibration = read_artefact(
+        Calibration, path, "calibration", "calibration_path",
+        "set GRADER_CALIBRATION_PATH to an artefact from eval/calibration/ or unset it for the default mapping",
+    )
     unknown = sorted(set(calibration.features) - set(FEATURES))
     if unknown:
         raise GraderError(

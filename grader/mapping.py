@@ -88,22 +88,23 @@ class ScoreMapping(BaseModel):
         path.write_text(json.dumps(self.model_dump(), indent=2) + "\n", encoding="utf-8")
 
 
-def load_mapping(path: Path | str) -> ScoreMapping:
-    """Read a mapping artefact; a missing or malformed file says which and how to fix it."""
+def read_artefact(model: type[BaseModel], path: Path | str, what: str, field: str, hint: str):
+    """A JSON artefact validated as ``model``; a missing or malformed file says which, where and how to fix it."""
     try:
-        return _load(str(path))
+        return model.model_validate_json(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise GraderError(
-            f"score mapping file {path} not found; set GRADER_SCORE_MAPPING to 'evidence' (the shipped one), "
-            "'linear', or the path of a file written by `python -m eval.fit_mapping`",
-            field="score_mapping",
-        ) from None
+        raise GraderError(f"{what} file {path} not found; {hint}", field=field) from None
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(file)"
-        raise GraderError(f"score mapping file {path}: {where}: {first['msg']}", field="score_mapping") from None
+        raise GraderError(f"{what} file {path}: {where}: {first['msg']}", field=field) from None
 
 
 @lru_cache(maxsize=8)
-def _load(path: str) -> ScoreMapping:
-    return ScoreMapping.model_validate_json(Path(path).read_text(encoding="utf-8"))
+def load_mapping(path: Path | str) -> ScoreMapping:
+    """Read a mapping artefact (once per path and process: every grader of a process shares it)."""
+    return read_artefact(
+        ScoreMapping, path, "score mapping", "score_mapping",
+        "set GRADER_SCORE_MAPPING to 'evidence' (the shipped one), 'linear', or the path of a file written by "
+        "`python -m eval.fit_mapping`",
+    )
