@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .calibrate import Calibration, features_from
-from .mapping import POINT_FEATURES, ScoreMapping
 from .guards import polarity_flipped, states_claim
+from .mapping import POINT_FEATURES, ScoreMapping
 from .match import RubricVectors, Similarities, Span, alignment, span_new_words, span_text, token_matches
 from .result import Evidence, KeyPointVerdict, Status
 from .rubric import Rubric
@@ -225,7 +225,7 @@ def judge_key_points(
                     view.flags.append("keyword_list")
         if status != "contradicted":
             features[k] = _evidence_features(k, accepted, span_aligned, words, rv, credit)
-            keyword_evidence[k] = bool(span_keywords[best[k]]) if status != "missing" else False
+            keyword_evidence[k] = status != "missing" and bool(span_keywords[best[k]])
         verdicts.append(
             KeyPointVerdict(
                 id=kp.id,
@@ -276,7 +276,7 @@ def points_for(
     (through the calibration's mapping to the human scale when one is loaded)."""
     if rubric.scoring.mode == "count":
         count = sum(1.0 if v.status == "covered" else 0.5 if v.status == "partial" else 0.0 for v in verdicts)
-        return count_points(rubric, count - 0.5)  # the threshold rule counts whole points only
+        return count_points(rubric, count)
     if calibration is not None:
         features = features_from(verdicts, coverage, question_similarity, word_share)
         return calibration.share_of(features) * rubric.max_score
@@ -291,7 +291,8 @@ def mapped_points(
     The guards' hard effects are applied after the mapping, so no fit can undo them: an answer that
     states no key point (none covered or partial) scores 0; a contradicted point has probability 0 and
     its weight share is taken off the mapped score; a point evidenced only by a bare list of terms can
-    add at most ``keyword_list_credit`` of its weight.
+    add at most ``keyword_list_credit`` of its weight; and the share is at most ``EVIDENCE_LEVERAGE`` times
+    the expected coverage.
     """
     verdicts = judgement.verdicts
     weights = np.array([v.weight for v in verdicts], dtype=float)
@@ -303,7 +304,7 @@ def mapped_points(
         return 0.0, p  # only talked about, nothing stated: 0, whatever the curve would lend a vague answer
     if rubric.scoring.mode == "count":  # a point only talked about (missing) is never counted as named
         stated = np.array([v.status in ("covered", "partial") for v in verdicts], dtype=bool)
-        return count_points(rubric, float(p[stated].sum())), p
+        return count_points(rubric, float(np.floor(p[stated].sum() + 0.5))), p  # to the nearest whole point
     expected = float(weights @ p) / total
     # Human graders are lenient (SAF gives a vague answer 0.1-0.2 of full marks), but a grade is never more
     # than EVIDENCE_LEVERAGE times the share of the rubric the evidence states: one vague partial point of
@@ -315,8 +316,8 @@ def mapped_points(
 
 
 def count_points(rubric: Rubric, count: float) -> float:
-    """The band of ``count`` stated key points (rounded to the nearest whole point); 0 below the lowest band."""
-    reached = [n for n in rubric.scoring.bands if n <= count + 0.5]
+    """The band of ``count`` stated key points: the highest band at or below it; 0 below the lowest band."""
+    reached = [n for n in rubric.scoring.bands if n <= count]
     return float(rubric.scoring.bands[max(reached)]) if reached else 0.0
 
 

@@ -49,3 +49,11 @@ def test_the_set_spans_the_score_range_and_loads_as_a_data_set():
     assert (frame.loc[frame["kind"] == "topic_only", "human"] == 0).all()
     share = frame["human"] / frame["max_score"]
     assert share.min() == 0 and share.max() == 1 and share.between(0.2, 0.8).sum() >= 20
+
+
+def test_count_mode_default_beats_a_cross_validated_cosine_threshold(grader):
+    from eval.count_mode import kappa, measure
+
+    r = measure(grader.encoder)
+    assert kappa(r.human, r.ours) > kappa(r.human, r.cosine), (kappa(r.human, r.ours), kappa(r.human, r.cosine))
+    assert r.zero_but_full(r.ours) == 0  # an answer that only talks about the topic never gets full marks
