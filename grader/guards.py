@@ -58,11 +58,11 @@ def words(text: str) -> list[str]:
 DOUBLE_NEGATION_GAP = 3  # two cues this few words apart cancel ("not without", "never fails to")
 
 
-def negations(text: str) -> int:
-    """How many negations ``text`` makes.
+def is_negated(text: str) -> bool:
+    """Whether ``text`` makes a negative statement.
 
     Cues close together cancel as a double negation; cues far apart are parallel negations
-    ("nothing to learn, no weights") and each counts.
+    ("nothing to learn, no weights") and keep the statement negative.
     """
     cues = [len(text[: m.start()].split()) for m in _NEGATION.finditer(text)]
     remaining, i = 0, 0
@@ -71,12 +71,7 @@ def negations(text: str) -> int:
             i += 2
         else:
             remaining, i = remaining + 1, i + 1
-    return remaining
-
-
-def is_negated(text: str) -> bool:
-    """Whether ``text`` makes a negative statement (see ``negations``)."""
-    return negations(text) > 0
+    return remaining > 0
 
 
 def _direction(tokens: set[str], up_words: set[str], down_words: set[str]) -> int:
@@ -153,10 +148,12 @@ def polarity_flipped(statement: str, evidence: str) -> bool:
     Only added negation counts: an answer that drops a statement's own "no" usually rephrases it
     ("no learnable parameters" -> "parameter-free"), which says the same thing.
     """
-    # An added negation: more than the statement's own ("uses running averages instead of batch statistics"
-    # is negated by "it is not true that it uses running averages instead of batch statistics").
-    negated = negations(evidence) > negations(statement) and denies_statement(
-        statement, evidence, restricted=restricts(statement)
+    # "It is not true that ..." negates the whole proposition, the statement's own negations included
+    # ("uses running averages instead of batch statistics"); parallel negations ("no parameters, nothing to
+    # learn") restate a negative statement, so otherwise a negation counts only against a positive one.
+    added = is_negated(evidence) and not is_negated(statement)
+    negated = (added and denies_statement(statement, evidence, restricted=restricts(statement))) or denies_proposition(
+        statement, evidence
     )
     swapped = _reversed(words(statement), words(evidence))
     return negated != swapped
@@ -173,6 +170,19 @@ _SCOPE_END = re.compile(r"[,;:.!?()\[\]]")
 # "It is not true that ...", "not the case that ...": the cue negates the whole proposition that follows.
 _CONTRASTED_VALUE = re.compile(r"\s*[-+~]?\d")
 _PROPOSITION = re.compile(r"\s+(?:true|the case|correct|so)\s+that\b", re.IGNORECASE)
+
+
+def denies_proposition(statement: str, evidence: str) -> bool:
+    """Whether ``evidence`` says "it is not true that P" (or "not the case that P") with P about ``statement``."""
+    said = content_stems(statement)
+    for m in _NEGATION.finditer(evidence):
+        rest = _SCOPE_END.split(evidence[m.end():], maxsplit=1)[0]
+        proposition = _PROPOSITION.match(rest)
+        if proposition:
+            hits = [stem(w) in said for w in words(rest[proposition.end():]) if w not in ENGLISH_STOP_WORDS and len(w) > 2]
+            if hits and sum(hits) >= min(2, len(hits)):
+                return True
+    return False
 
 
 def denies_statement(statement: str, evidence: str, restricted: bool = False) -> bool:
@@ -196,14 +206,11 @@ def denies_statement(statement: str, evidence: str, restricted: bool = False) ->
         if _CONTRASTED_VALUE.match(evidence, m.end()) and m.group().lower() in ("instead of", "rather than"):
             continue  # "18 weights instead of 25" contrasts two values; it denies nothing
         rest = _SCOPE_END.split(evidence[m.end():], maxsplit=1)[0]
-        proposition = _PROPOSITION.match(rest)
-        scope = [w for w in words(rest[proposition.end():] if proposition else rest)
-                 if w not in ENGLISH_STOP_WORDS and len(w) > 2]
-        hits = [stem(w) in said for w in (scope if proposition else scope[:SCOPE_WORDS])]
-        if proposition:
-            if sum(hits) >= min(2, len(hits)) and hits:  # the negated proposition is about the statement
-                return True
-        elif (all(hits) and bool(hits)) if restricted else any(hits):
+        if _PROPOSITION.match(rest):
+            continue  # judged as a whole by denies_proposition
+        scope = [w for w in words(rest) if w not in ENGLISH_STOP_WORDS and len(w) > 2][:SCOPE_WORDS]
+        hits = [stem(w) in said for w in scope]
+        if (all(hits) and bool(hits)) if restricted else any(hits):
             return True
     return False
 

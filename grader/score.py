@@ -131,6 +131,7 @@ def judge_key_points(
     nearest_any = support.max(axis=0)  # reported for missing points: how near the answer came at all
     # A span that comes no nearer a key point than the question does is on the topic, not evidence.
     support = np.where(support < gate, -1.0, support)
+    topic = support.copy()  # what each span is about, before denied points are struck from it
     # A clause states a listed contradiction only when that is the nearest thing the rubric says.
     nearest_point = view.nearest_point
     against = np.full(n_kp, -1.0)
@@ -175,8 +176,10 @@ def judge_key_points(
     contradicted = (against >= t.contradiction_threshold) & (clause_support <= against + t.contradiction_margin)
 
     # A span is evidence for the key points it is nearest to, not for every point it is loosely near.
-    nearest = support.max(axis=1, keepdims=True)
-    related = rv.key_point_similarity[support.argmax(axis=1)] >= RELATED_KEY_POINTS  # (S, K)
+    # A span that denies the point it is about is not evidence for its neighbours either ("it is not true that a
+    # model that is too simple needs more capacity" does not state what underfitting is).
+    nearest = topic.max(axis=1, keepdims=True)
+    related = rv.key_point_similarity[topic.argmax(axis=1)] >= RELATED_KEY_POINTS  # (S, K)
     support = np.where((support >= nearest - EVIDENCE_MARGIN) | related, support, -1.0)
     # Greedy assignment, strongest key point first. Each clause has room for a few unrelated points;
     # a window uses the room of the clause that carries the point, so re-combining the same clause
