@@ -6,7 +6,6 @@ encoded in the same call as the first answers. ``argv[1]`` says which comes firs
 
 import json
 import sys
-from pathlib import Path
 
 import yaml
 
