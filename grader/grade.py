@@ -17,7 +17,6 @@ from . import __version__
 from .calibrate import load_calibration
 from .encoder import MEAN_POOLING, EmbeddingCache, Encoder, Reading, VectorStore, load_encoder
 from .errors import AnswerError, AnswerTooLarge, GraderError, RubricError
-from .mapping import load_mapping
 from .guards import _DOWN, _LEAST, _MOST, _UP  # the direction words the reversal check reads
 from .guards import (
     adds_to_question,
@@ -31,6 +30,7 @@ from .guards import (
     words,
 )
 from .language import language_flag
+from .mapping import load_mapping
 from .match import (
     RubricVectors,
     answer_spans,
@@ -299,8 +299,8 @@ class Grader:
             points, probability = mapped_points(rubric, judgement, self.mapping, t)
             verdicts = [v.model_copy(update={"probability": round(float(p), 4)}) for v, p in zip(verdicts, probability)]
         else:
-            words = word_share(text, rv) if self.calibration_model is not None else None
-            points = points_for(rubric, verdicts, coverage, self.calibration_model, rv.question_similarity, words)
+            shares = word_share(text, rv) if self.calibration_model is not None else None
+            points = points_for(rubric, verdicts, coverage, self.calibration_model, rv.question_similarity, shares)
         points -= sum(h.penalty for h in hits)
         if set(flags) & ZERO_SCORE_FLAGS:
             coverage, points = 0.0, 0.0
