@@ -9,7 +9,7 @@ maximum over all words of the answer could.
 ``ScoreMapping`` turns those features into a probability that the point is stated, with non-negative
 weights (more evidence never lowers it), sums weight x probability into an expected coverage and maps
 that through an isotonic (monotone) curve to the share of max_score that human graders give. The
-guards' hard effects come after the mapping (``grader.grade``): zero flags give 0, a contradicted
+guards' hard effects come after the mapping (``grader.score.mapped_points``): zero flags give 0, a contradicted
 point's weight is taken off, a bare list of terms stays at or below partial credit.
 
 The shipped artefact (``grader/mappings/evidence.json``) is fitted by ``python -m eval.fit_mapping`` on
