@@ -172,16 +172,19 @@ _CONTRASTED_VALUE = re.compile(r"\s*[-+~]?\d")
 _PROPOSITION = re.compile(r"\s+(?:true|the case|correct|so)\s+that\b", re.IGNORECASE)
 
 
+# "It is false that ...", "a myth that ...": the words that call a proposition untrue without a negation cue.
+_FALSE_THAT = re.compile(r"\b(?:false|untrue|wrong|incorrect|a myth)\s+that\b", re.IGNORECASE)
+
+
 def denies_proposition(statement: str, evidence: str) -> bool:
-    """Whether ``evidence`` says "it is not true that P" (or "not the case that P") with P about ``statement``."""
+    """Whether ``evidence`` says "it is not true that P" (or "not the case that P", "false that P") with P about ``statement``."""
     said = content_stems(statement)
-    for m in _NEGATION.finditer(evidence):
-        rest = _SCOPE_END.split(evidence[m.end():], maxsplit=1)[0]
-        proposition = _PROPOSITION.match(rest)
-        if proposition:
-            hits = [stem(w) in said for w in words(rest[proposition.end():]) if w not in ENGLISH_STOP_WORDS and len(w) > 2]
-            if hits and sum(hits) >= min(2, len(hits)):
-                return True
+    openings = [p.end() for m in _NEGATION.finditer(evidence) if (p := _PROPOSITION.match(evidence, m.end()))]
+    for start in openings + [m.end() for m in _FALSE_THAT.finditer(evidence)]:
+        proposition = _SCOPE_END.split(evidence[start:], maxsplit=1)[0]
+        hits = [stem(w) in said for w in words(proposition) if w not in ENGLISH_STOP_WORDS and len(w) > 2]
+        if hits and sum(hits) >= min(2, len(hits)):
+            return True
     return False
 
 

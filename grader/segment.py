@@ -1,8 +1,8 @@
 """Split an answer into clauses with character offsets, so evidence can point into the original text.
 
 Boundaries, in order: line breaks and bullets, sentence ends, semicolons, and, in long sentences
-only, conjunctions that join two statements (", and", ", but", "whereas", ...). Pieces too short
-to state anything are merged into their neighbour.
+only, conjunctions that join two statements (", and", ", but", "whereas", ...; after "it is not true
+that", contrasts only). Pieces too short to state anything are merged into their neighbour.
 """
 
 from __future__ import annotations
@@ -30,9 +30,15 @@ _BULLET = re.compile(r"^\s*(?:[-*•·–—>]+|\(?\d{1,2}[.)]|\(?[a-zA-Z][.)](?
 # A sentence ends at . ! ? (and closing quotes/brackets) followed by whitespace.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 _SEMICOLON = re.compile(r"\s*;\s*")
+_CONTRASTS = "but|while|whereas|although|though|however"
 _CONJUNCTION = re.compile(
-    r",\s+(?:and|but|so|while|whereas|which|because|although|though|however)\b\s*|"
-    r"\s+(?:whereas|but also|but|while)\s+",
+    rf",\s+(?:and|so|which|because|{_CONTRASTS})\b\s*|\s+(?:whereas|but also|but|while)\s+", re.IGNORECASE
+)
+_CONTRAST = re.compile(rf",\s+(?:{_CONTRASTS})\b\s*|\s+(?:whereas|but also|but|while)\s+", re.IGNORECASE)
+# "It is not true that A, so B" denies the whole sentence, not only A: after such an opening only a contrast
+# ("..., but B") starts a clause of its own; otherwise B would stand as an undenied statement.
+_DENIED_SENTENCE = re.compile(
+    r"^\W*(?:\w+\W+){0,3}?(?:not|n't|never)\s+(?:true|the case|correct)\s+that\b|^\W*(?:\w+\W+){0,3}?false\s+that\b",
     re.IGNORECASE,
 )
 _ABBREVIATIONS = {"e.g.", "i.e.", "etc.", "vs.", "cf.", "approx.", "fig.", "eq.", "dr.", "mr.", "ms.", "al.", "resp."}
@@ -77,8 +83,9 @@ def segment_answer(answer: str) -> list[Clause]:
         for s0, e0 in _split(answer[line_start : line.end()], line_start, _SENTENCE_END, _not_abbreviation):
             for s1, e1 in _split(answer[s0:e0], s0, _SEMICOLON):
                 # A question is kept whole, so a restated question is recognised as one.
-                if _words(answer[s1:e1]) > LONG_SENTENCE_WORDS and not answer[s1:e1].rstrip().endswith("?"):
-                    spans.extend(_split(answer[s1:e1], s1, _CONJUNCTION))
+                sentence = answer[s1:e1]
+                if _words(sentence) > LONG_SENTENCE_WORDS and not sentence.rstrip().endswith("?"):
+                    spans.extend(_split(sentence, s1, _CONTRAST if _DENIED_SENTENCE.match(sentence) else _CONJUNCTION))
                 else:
                     spans.append((s1, e1))
     merged: list[tuple[int, int]] = []

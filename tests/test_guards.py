@@ -46,6 +46,10 @@ from grader.guards import (
         ("The header has a fixed length of 8 bytes.", "The header must not exceed 8 bytes.", False),
         ("A node can have more than two children.", "A node cannot have more than two children.", True),
         ("It uses more memory than an array.", "It does not use more memory than an array.", True),
+        # Calling a proposition untrue denies it, with or without a negation cue.
+        ("Many units output exactly zero.", "It is false that many units output exactly zero.", True),
+        ("Many units output exactly zero.", "It is not the case that many units output exactly zero.", True),
+        ("Many units output exactly zero.", "It is false that sigmoid is cheap to compute.", False),
         # Directions about different things are no reversal; a thing moved both ways has no direction.
         ("Frame bursting reduces the overhead for small frames.", "Frame bursting increases the latency.", False),
         (

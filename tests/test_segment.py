@@ -23,6 +23,14 @@ def test_long_sentences_split_at_conjunctions_short_ones_do_not():
     assert len(long) == 2
 
 
+def test_a_sentence_called_untrue_is_split_only_at_a_contrast():
+    # "It is not true that A, so B" denies B too; split there, B would stand as an undenied statement.
+    denied = "It is not true that many units output exactly zero, so the activations in the network are sparse."
+    assert [c.text for c in segment_answer(denied)] == [denied]
+    contrast = "It is not true that sigmoid avoids vanishing gradients in deep networks, but ReLU mostly does avoid them."
+    assert len(segment_answer(contrast)) == 2
+
+
 def test_tiny_fragments_join_their_neighbour_and_empty_text_has_no_clauses():
     assert [c.text for c in segment_answer("PCA projects data. Yes. It keeps variance.")] == [
         "PCA projects data. Yes.",
