@@ -66,15 +66,15 @@ through `grader calibrate --from-reviews`.
 
 def load_graded(name: str, data_dir: Path, grader: Grader, cache: Path | None) -> tuple[pd.DataFrame, np.ndarray]:
     """The data set graded through the user's path (with the baselines' columns) and every answer's embedding."""
-    if cache is not None and (cache / f"{name}.parquet").is_file():
-        return pd.read_parquet(cache / f"{name}.parquet"), np.load(cache / f"{name}-vectors.npy")
+    if cache is not None and (cache / f"{name}.pkl").is_file():
+        return pd.read_pickle(cache / f"{name}.pkl"), np.load(cache / f"{name}-vectors.npy")
     raw = load_mohler(data_dir / "mohler" / "mohler.csv") if name == "mohler" else load_saf_split(data_dir / "saf" / "training")
     frame, _ = grade_with_baselines(raw, grader)
     frame = frame.drop(columns=["flags"]).reset_index(drop=True)
     vectors = np.asarray(grader.encoder.encode(frame["answer"].astype(str).tolist()), dtype=np.float32)
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
-        frame.to_parquet(cache / f"{name}.parquet")
+        frame.to_pickle(cache / f"{name}.pkl")  # per-key-point lists: pickle, not parquet
         np.save(cache / f"{name}-vectors.npy", vectors)
     return frame, vectors
 
