@@ -164,7 +164,7 @@ def fit_from_reviews(store, grader: Grader, out: Path, rubric_id: str | None, mi
     groups = np.array([reviews.results[i].rubric_id for i in usable])
     folds, split = _folds(groups)
     predicted = np.zeros(len(usable))
-    for train, test in folds.split(usable, groups=groups):
+    for train, test in folds.split(usable, groups=groups if isinstance(folds, GroupKFold) else None):
         held = usable[test]
         unseen = set(groups[test].tolist()) if isinstance(folds, GroupKFold) else set()  # held-out rubrics
         neighbours = [i for i in np.setdiff1d(every, held) if reviews.results[i].rubric_id not in unseen]

@@ -330,18 +330,6 @@ def expected_coverage(weights: np.ndarray, p: np.ndarray) -> float:
     return float(weights @ np.asarray(p, dtype=float)) / float(weights.sum())
 
 
-def keyword_evidence_of(verdicts: list[KeyPointVerdict], keyword_list_credit: float) -> np.ndarray:
-    """Which points of a *stored* result were evidenced by a bare list of terms (the judgement is not stored).
-
-    Any stated point earns at least 0.5 (``credit_for``, ``WORD_CREDIT``), so a partial point at exactly the
-    keyword-list credit below that was capped by the keyword guard.
-    """
-    return np.array(
-        [v.status == "partial" and keyword_list_credit < 0.5 and abs(v.credit - keyword_list_credit) < 1e-6 for v in verdicts],
-        dtype=bool,
-    )
-
-
 def mapped_points(
     rubric: Rubric,
     judgement: Judgement,
