@@ -222,10 +222,16 @@ def render(curves: dict[str, tuple[pd.DataFrame, int, int]]) -> str:
         f"(mean of {len(SEEDS)} draws) or by the grader (`grader.review.pick_informative`, the same function as "
         "`grader review pick` and `GET /v1/review?strategy=informative`).\n",
         "**baseline** (as described in issue 20): answer-vs-reference embedding cosine x max_score, blended half "
-        "and half with a similarity-weighted vote of the reviewed answers' human scores. **ours**: the grader's "
-        "calibrated score (Mohler: the calibration fitted on SAF training only; SAF training: cross-validated by "
-        f"question), pulled towards the human scores of near reviewed answers (weight exp((cosine - 1) / {TAU}), "
-        f"trust = weight / (weight + {SHRINK})). Parameters chosen on SAF training, applied to Mohler unchanged.\n",
+        "and half with a similarity-weighted vote of the reviewed answers' human scores. **default + reviews**: the "
+        "score a user gets with no settings (the evidence mapping), then with a review calibration of the k reviewed "
+        "answers of each question turned on, computed as the grader does: the mapped share pulled towards the human "
+        f"shares of near reviewed answers (weight exp((cosine - 1) / {TAU}), trust = weight / (weight + {SHRINK}); "
+        "`grader.review_calibration.pulled_towards_reviews`), then every guard's hard effect (no stated key point: 0; "
+        "a contradicted point's share off; keyword-list ceiling; zero flags). **curve refit**: the same with the "
+        "mapping's isotonic curve refit on the question's k reviewed answers. **old calibration + reviews**: the "
+        "answer-level calibration of the previous release (Mohler: fitted on SAF training only; SAF training: "
+        "cross-validated by question) pulled the same way, the default's guards not applied (only zero flags). "
+        "Parameters chosen on SAF training, applied to Mohler unchanged.\n",
     ]
     for name, (table, answers, questions) in curves.items():
         parts += [f"## {DATA_SETS[name]} ({answers} answers, {questions} questions)\n", _markdown(table), ""]

@@ -95,6 +95,11 @@ def judged_alone(clause: str, question: str) -> bool:
     )
 
 
+def scores_of(results: Sequence[GradeResult | GraderError]) -> np.ndarray:
+    """Scores of graded results; an answer that cannot be graded earns 0, as it would in batch output."""
+    return np.array([r.score if isinstance(r, GradeResult) else 0.0 for r in results], dtype=float)
+
+
 def clean_answer(answer: str | bytes, max_chars: int) -> str:
     """Decode and validate an answer at the boundary; every rejection says what to fix."""
     if isinstance(answer, bytes):
@@ -149,7 +154,7 @@ class Grader:
             )
         return ReviewCalibrations(artefacts, self.encoder.weights_hash)
 
-    def with_review_calibrations(self, artefacts: list[ReviewCalibration]) -> "Grader":
+    def with_review_calibrations(self, artefacts: list[ReviewCalibration]) -> Grader:
         """This grader (same model, caches and settings) under other review calibrations: for impact and CV."""
         variant = copy.copy(self)
         variant.reviews = self._review_calibrations(artefacts)

@@ -12,10 +12,9 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from .errors import GraderError, UnknownRubric
-from .grade import Grader
+from .grade import Grader, scores_of
 from .review import Agreement, agreement_of
 from .review_calibration import ReviewCalibration
-from .review_fit import scores_of
 from .rubric import Rubric
 
 MOVED = 1e-6  # a change smaller than this is rounding, not a move

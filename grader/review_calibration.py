@@ -83,7 +83,7 @@ class ReviewCalibration(BaseModel):
     notes: dict[str, object] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ReviewCalibration":
+    def _consistent(self) -> ReviewCalibration:
         for rubric_id, answers in self.neighbours.items():
             if any(not 0.0 <= s <= 1.0 for s in answers.shares):
                 raise ValueError(f"neighbours.{rubric_id}.shares: every share must be within 0..1")

@@ -21,9 +21,8 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.model_selection import GroupKFold, KFold
 
 from .errors import GraderError, UnknownRubric
-from .grade import Grader
+from .grade import Grader, scores_of
 from .mapping import ScoreMapping
-from .result import GradeResult
 from .review import Agreement, ReviewedResult, agreement_of
 from .review_calibration import ReviewCalibration, ReviewedAnswers, encode_vectors
 from .rubric import Rubric
@@ -115,11 +114,6 @@ def build_calibration(
     )
 
 
-def scores_of(results: list[GradeResult | GraderError]) -> np.ndarray:
-    """Scores of regraded results; an answer that can no longer be graded earns 0, as in batch output."""
-    return np.array([r.score if isinstance(r, GradeResult) else 0.0 for r in results], dtype=float)
-
-
 @dataclass
 class ReviewFit:
     calibration: ReviewCalibration
@@ -182,7 +176,7 @@ def fit_from_reviews(store, grader: Grader, out: Path, rubric_id: str | None, mi
     calibration = calibration.model_copy(
         update={
             "notes": {
-                "rows": int(len(usable)), "neighbours": int(len(every)), "rubrics": sorted(set(groups.tolist())),
+                "rows": len(usable), "neighbours": len(every), "rubrics": sorted(set(groups.tolist())),
                 "held_out": split, "before": before.model_dump(), "after": after.model_dump(),
             }
         }

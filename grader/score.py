@@ -304,7 +304,7 @@ class ShareLimits:
     @classmethod
     def of(
         cls, weights: np.ndarray, p: np.ndarray, statuses: list[str], keyword_evidence: np.ndarray, keyword_list_credit: float
-    ) -> "ShareLimits":
+    ) -> ShareLimits:
         weights = np.asarray(weights, dtype=float)
         total = weights.sum()
         contradicted = np.array([s == "contradicted" for s in statuses], dtype=bool)
