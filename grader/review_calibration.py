@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, model_validator
 
 from .errors import GraderError
 from .mapping import ScoreMapping, read_artefact
@@ -81,6 +81,7 @@ class ReviewCalibration(BaseModel):
     mapping: ScoreMapping = Field(description="the base mapping with knots_x / knots_y refit on reviews")
     neighbours: dict[str, ReviewedAnswers] = Field(default_factory=dict, description="rubric id -> its reviewed answers")
     notes: dict[str, object] = Field(default_factory=dict)
+    _matrices: dict[str, np.ndarray] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> ReviewCalibration:
@@ -105,7 +106,9 @@ class ReviewCalibration(BaseModel):
         reviewed = self.neighbours.get(rubric_id)
         if reviewed is None or not reviewed.shares or answer_vector is None:
             return None
-        sims = reviewed.matrix(self.dim) @ np.asarray(answer_vector, dtype=np.float32)
+        if rubric_id not in self._matrices:  # decoded once per artefact and rubric, not per answer
+            self._matrices[rubric_id] = reviewed.matrix(self.dim)
+        sims = self._matrices[rubric_id] @ np.asarray(answer_vector, dtype=np.float32)
         shares = np.asarray(reviewed.shares)
         return lambda share: float(pulled_towards_reviews(np.array([share]), sims[None, :], shares, self.tau, self.shrink)[0])
 
