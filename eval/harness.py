@@ -94,6 +94,12 @@ def grade_table(frame: pd.DataFrame, grader: Grader, rubrics: dict[str, Rubric] 
         [] if isinstance(r, GraderError) else [(v.id, v.weight, v.status, v.features) for v in r.key_points]
         for r in results
     ]
+    # What the review curve needs to apply the guards after a neighbour pull (grader.score.ShareLimits).
+    out["probability"] = [
+        [] if isinstance(r, GraderError) else [v.probability or 0.0 for v in r.key_points] for r in results
+    ]
+    out["credit"] = [[] if isinstance(r, GraderError) else [v.credit for v in r.key_points] for r in results]
+    out["penalty"] = [0.0 if isinstance(r, GraderError) else sum(h.penalty for h in r.misconceptions) for r in results]
     for name in FEATURES:
         out[name] = [f[name] for f in feats]
     return GradedTable(out, rubrics, time.perf_counter() - started)

@@ -192,6 +192,8 @@ def batch_fingerprint(grader: Grader) -> dict:
         "thresholds": grader.settings.thresholds.model_dump(),
         "max_answer_chars": grader.settings.max_answer_chars,
         "calibration": grader.calibration,
+        # Only when set, so a job started before review calibrations existed still resumes.
+        **({"review_calibrations": grader.reviews.names()} if grader.reviews else {}),
         "grader_version": __version__,
         "rubrics": {},
     }

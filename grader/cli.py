@@ -316,19 +316,42 @@ def review_pick(
 
 @app.command()
 def calibrate(
-    out: Annotated[Path, typer.Option("--out", "-o", help="the calibration artefact to write (JSON)")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="the review calibration artefact to write (JSON)")] = None,
     from_reviews: Annotated[
         bool, typer.Option("--from-reviews", help="fit on the store's reviewed results (the latest review of each)")
     ] = False,
+    compare: Annotated[
+        Optional[Path],
+        typer.Option("--compare", help="an artefact: regrade the rubric's stored results under it and list the grades that move"),
+    ] = None,
     rubric: RubricFilter = None,
 ) -> None:
-    """Fit the score mapping on human reviews, cross-validated; prints agreement before and after on held-out reviews."""
-    from eval.review_calibration import calibrate_from_reviews
+    """Refit the default score on human reviews (cross-validated, written with --out), or --compare one on stored grades.
 
-    if not from_reviews:
-        raise GraderError("say what to fit on: --from-reviews (human-graded data sets: python -m eval.report)", field="from_reviews")
+    The artefact keeps the evidence mapping's per-key-point logistic, refits its curve on the reviews and keeps the
+    reviewed answers as references; every guard still applies after it. Turn it on with GRADER_REVIEW_CALIBRATIONS.
+    """
+    from .grade import Grader
+
     settings = get_settings()
-    fitted = calibrate_from_reviews(_store(settings), out, rubric, settings.min_reviews_to_calibrate)
+    if from_reviews == (compare is not None):
+        raise GraderError("say what to do: --from-reviews --out PATH (fit) or --compare ARTEFACT --rubric ID", field="from_reviews")
+    grader = Grader(settings.model_copy(update={"review_calibrations": []}))
+    if compare is not None:
+        from .impact import calibration_impact
+        from .review_calibration import load_review_calibration
+
+        if rubric is None:
+            raise GraderError("--compare needs --rubric ID: the rubric whose stored grades to regrade", field="rubric")
+        candidate = load_review_calibration(compare)
+        impact = calibration_impact(_store(settings), grader, rubric, candidate, settings.max_impact_results)
+        _print_json(impact.model_dump(mode="json"))
+        return
+    if out is None:
+        raise GraderError("--from-reviews needs --out PATH: where to write the artefact", field="out")
+    from .review_fit import fit_from_reviews
+
+    fitted = fit_from_reviews(_store(settings), grader, out, rubric, settings.min_reviews_to_calibrate)
     typer.echo(fitted.describe())
 
 

@@ -9,6 +9,7 @@ read in the same call; the rest is matrix products per answer.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -41,6 +42,7 @@ from .match import (
     word_share,
 )
 from .result import Evidence, Fingerprint, GradeResult, MisconceptionHit
+from .review_calibration import ReviewCalibration, ReviewCalibrations, load_review_calibration
 from .rubric import Rubric
 from .score import (
     FILLER_WORDS,
@@ -93,6 +95,11 @@ def judged_alone(clause: str, question: str) -> bool:
     )
 
 
+def scores_of(results: Sequence[GradeResult | GraderError]) -> np.ndarray:
+    """Scores of graded results; an answer that cannot be graded earns 0, as it would in batch output."""
+    return np.array([r.score if isinstance(r, GradeResult) else 0.0 for r in results], dtype=float)
+
+
 def clean_answer(answer: str | bytes, max_chars: int) -> str:
     """Decode and validate an answer at the boundary; every rejection says what to fix."""
     if isinstance(answer, bytes):
@@ -133,9 +140,25 @@ class Grader:
         self.mapping = None if self.calibration_model or s.score_mapping == "linear" else load_mapping(s.mapping_path)
         chosen = self.calibration_model or self.mapping
         self.calibration = chosen.name if chosen else "linear"
+        self.reviews = self._review_calibrations([load_review_calibration(p) for p in s.review_calibrations])
         # Spans are pooled the way the model pools a sentence; a model that pools otherwise reads each span.
         pools_by_mean = getattr(self.encoder, "pooling", "mean") in MEAN_POOLING
         self.span_vectors = s.span_vectors if pools_by_mean else "separate"
+
+    def _review_calibrations(self, artefacts: list[ReviewCalibration]) -> ReviewCalibrations:
+        if artefacts and self.mapping is None:
+            raise GraderError(
+                "review calibrations refit the evidence mapping: unset GRADER_CALIBRATION_PATH and keep "
+                "GRADER_SCORE_MAPPING a mapping (not 'linear'), or unset GRADER_REVIEW_CALIBRATIONS",
+                field="review_calibrations",
+            )
+        return ReviewCalibrations(artefacts, self.encoder.weights_hash)
+
+    def with_review_calibrations(self, artefacts: list[ReviewCalibration]) -> Grader:
+        """This grader (same model, caches and settings) under other review calibrations: for impact and CV."""
+        variant = copy.copy(self)
+        variant.reviews = self._review_calibrations(artefacts)
+        return variant
 
     def thresholds_for(self, rubric: Rubric) -> Thresholds:
         if not rubric.thresholds:
@@ -154,7 +177,7 @@ class Grader:
             rubric_version=rubric.version,
             rubric_hash=rubric.content_hash,
             thresholds=self.thresholds_for(rubric).model_dump(),
-            calibration=self.calibration,
+            calibration=review.name if (review := self.reviews.for_rubric(rubric.id)) else self.calibration,
             grader_version=__version__,
             span_vectors=self.span_vectors,
         )
@@ -196,6 +219,8 @@ class Grader:
             ]
         else:
             answer_texts = [span_text(clauses, s) for (_, _, clauses), spans in zip(todo, spans_of) for s in spans]
+        # A review calibration compares the whole answer with the rubric's reviewed answers.
+        answer_texts += [text for r, text, _ in todo if self._reviewed_answers(r)]
         rubrics = {r.content_hash: r for r, _, _ in todo}
         # Looked up once: each answer uses the vectors found or built here, whatever the cache evicts meanwhile.
         rvs = {h: self.cache.get(self._cache_key(h)) for h in rubrics}
@@ -225,8 +250,13 @@ class Grader:
             (rubric, text, clauses), spans = next(it)
             span_vecs, clause_tokens = self._span_vectors(rubric, text, clauses, spans, readings)
             rv = rvs[rubric.content_hash]
-            results.append(self._judge(rubric, rv, text, clauses, spans, span_vecs, clause_tokens))
+            vector = readings[text].sentence if self._reviewed_answers(rubric) else None
+            results.append(self._judge(rubric, rv, text, clauses, spans, span_vecs, clause_tokens, vector))
         return results
+
+    def _reviewed_answers(self, rubric: Rubric) -> bool:
+        review = self.reviews.for_rubric(rubric.id)
+        return review is not None and rubric.id in review.neighbours
 
     def _span_vectors(
         self, rubric: Rubric, text: str, clauses: list, spans: list, readings: dict[str, Reading]
@@ -252,7 +282,7 @@ class Grader:
             return None
         return embeddings
 
-    def _judge(self, rubric, rv, text, clauses, spans, span_vecs, clause_tokens) -> GradeResult:
+    def _judge(self, rubric, rv, text, clauses, spans, span_vecs, clause_tokens, answer_vector=None) -> GradeResult:
         t = self.thresholds_for(rubric)
         sims = similarities(span_vecs, rv)
         n = len(clauses)
@@ -296,7 +326,9 @@ class Grader:
             flags.append("misconception")
         coverage = coverage_of(rubric, verdicts)
         if self.mapping is not None:
-            points, probability = mapped_points(rubric, judgement, self.mapping, t)
+            review = self.reviews.for_rubric(rubric.id)
+            mapping, pull = (review.mapping, review.pull(rubric.id, answer_vector)) if review else (self.mapping, None)
+            points, probability = mapped_points(rubric, judgement, mapping, t, pull)
             verdicts = [v.model_copy(update={"probability": round(float(p), 4)}) for v, p in zip(verdicts, probability)]
         else:
             shares = word_share(text, rv) if self.calibration_model is not None else None

@@ -65,6 +65,7 @@ class ReviewedResult(BaseModel):
 
     id: str
     rubric_id: str
+    rubric_version: int | None = Field(None, description="the rubric version the result was graded with")
     answer: str
     score: float
     max_score: float
@@ -78,7 +79,8 @@ class ReviewedResult(BaseModel):
     @classmethod
     def of(cls, result_id: str, answer: str, result: GradeResult, review: Review | None = None) -> "ReviewedResult":
         fields = {name: getattr(result, name) for name in ("rubric_id", "score", "max_score", "coverage", "confidence", "flags", "missing", "key_points")}
-        return cls(id=result_id, answer=answer, review=review, **fields)
+        version = result.fingerprint.rubric_version
+        return cls(id=result_id, answer=answer, review=review, rubric_version=version, **fields)
 
 
 class ReviewQueue(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -286,8 +287,55 @@ def points_for(
     return coverage * rubric.max_score
 
 
+@dataclass(frozen=True)
+class ShareLimits:
+    """What the guards allow one answer's mapped share, whatever the curve (or a reviewed neighbour) says.
+
+    ``expected`` is the expected coverage the curve reads; ``taken_off`` the weight share of contradicted
+    points; ``ceiling`` the most a bare list of terms leaves room for; ``stated`` whether any key point is
+    covered or partial (otherwise the share is 0).
+    """
+
+    expected: float
+    taken_off: float
+    ceiling: float
+    stated: bool
+
+    @classmethod
+    def of(
+        cls, weights: np.ndarray, p: np.ndarray, statuses: list[str], keyword_evidence: np.ndarray, keyword_list_credit: float
+    ) -> ShareLimits:
+        weights = np.asarray(weights, dtype=float)
+        total = weights.sum()
+        contradicted = np.array([s == "contradicted" for s in statuses], dtype=bool)
+        keyword = np.asarray(keyword_evidence, dtype=bool)
+        return cls(
+            expected=expected_coverage(weights, p),
+            taken_off=float(weights[contradicted].sum()) / total,
+            ceiling=1.0 - float(weights[keyword].sum()) * (1.0 - keyword_list_credit) / total,
+            stated=any(s in ("covered", "partial") for s in statuses),
+        )
+
+    def apply(self, share: float) -> float:
+        """The guards' hard effects on a share: nothing stated gives 0, a contradicted point's weight comes off,
+        a bare list of terms stays under its ceiling."""
+        if not self.stated:
+            return 0.0
+        return max(0.0, min(share - self.taken_off, self.ceiling))
+
+
+def expected_coverage(weights: np.ndarray, p: np.ndarray) -> float:
+    """Weighted mean probability that the key points are stated: what the mapping's isotonic curve reads."""
+    weights = np.asarray(weights, dtype=float)
+    return float(weights @ np.asarray(p, dtype=float)) / float(weights.sum())
+
+
 def mapped_points(
-    rubric: Rubric, judgement: Judgement, mapping: ScoreMapping, t: Thresholds
+    rubric: Rubric,
+    judgement: Judgement,
+    mapping: ScoreMapping,
+    t: Thresholds,
+    pull: Callable[[float], float] | None = None,
 ) -> tuple[float, np.ndarray]:
     """Points under a ``ScoreMapping`` (before misconception penalties and zero flags) and each point's probability.
 
@@ -295,27 +343,34 @@ def mapped_points(
     states no key point (none covered or partial) scores 0; a contradicted point has probability 0 and
     its weight share is taken off the mapped score; a point evidenced only by a bare list of terms can
     add at most ``keyword_list_credit`` of its weight; and the share is at most ``EVIDENCE_LEVERAGE`` times
-    the expected coverage.
+    the expected coverage. ``pull`` (a review calibration's reviewed neighbours, ``grader.review_calibration``)
+    moves the mapped share before those effects, so reviews cannot undo them either.
     """
     verdicts = judgement.verdicts
     weights = np.array([v.weight for v in verdicts], dtype=float)
-    total = weights.sum()
-    contradicted = np.array([v.status == "contradicted" for v in verdicts], dtype=bool)
-    p = np.where(contradicted, 0.0, mapping.probability(judgement.features))
+    statuses = [v.status for v in verdicts]
+    p = np.where([s == "contradicted" for s in statuses], 0.0, mapping.probability(judgement.features))
     p = np.where(judgement.keyword_evidence, np.minimum(p, t.keyword_list_credit), p)
-    if not any(v.status in ("covered", "partial") for v in verdicts):
+    limits = ShareLimits.of(weights, p, statuses, judgement.keyword_evidence, t.keyword_list_credit)
+    if not limits.stated:
         return 0.0, p  # only talked about, nothing stated: 0, whatever the curve would lend a vague answer
     if rubric.scoring.mode == "count":  # a point only talked about (missing) is never counted as named
-        stated = np.array([v.status in ("covered", "partial") for v in verdicts], dtype=bool)
+        stated = np.array([s in ("covered", "partial") for s in statuses], dtype=bool)
         return count_points(rubric, float(np.floor(p[stated].sum() + 0.5))), p  # to the nearest whole point
-    expected = float(weights @ p) / total
-    # Human graders are lenient (SAF gives a vague answer 0.1-0.2 of full marks), but a grade is never more
-    # than EVIDENCE_LEVERAGE times the share of the rubric the evidence states: one vague partial point of
-    # seven (an answer about database connection pools to a max-pooling question) earns little, not 0.23.
-    share = min(float(mapping.share(expected)), EVIDENCE_LEVERAGE * expected)
-    share -= float(weights[contradicted].sum()) / total
-    ceiling = 1.0 - float(weights[judgement.keyword_evidence].sum()) * (1.0 - t.keyword_list_credit) / total
-    return max(0.0, min(share, ceiling)) * rubric.max_score, p
+    share = curve_share(mapping, limits.expected)
+    if pull is not None:
+        share = pull(share)
+    return limits.apply(share) * rubric.max_score, p
+
+
+def curve_share(mapping: ScoreMapping, expected: float) -> float:
+    """The mapping's share for an expected coverage, at most ``EVIDENCE_LEVERAGE`` times it.
+
+    Human graders are lenient (SAF gives a vague answer 0.1-0.2 of full marks), but a grade is never more
+    than EVIDENCE_LEVERAGE times the share of the rubric the evidence states: one vague partial point of
+    seven (an answer about database connection pools to a max-pooling question) earns little, not 0.23.
+    """
+    return min(float(mapping.share(expected)), EVIDENCE_LEVERAGE * expected)
 
 
 def count_points(rubric: Rubric, count: float) -> float:

@@ -88,6 +88,15 @@ class Settings(BaseSettings):
     calibration_path: Path | None = Field(
         None, description="a calibration artefact (JSON) mapping coverage to the score scale; none = linear"
     )
+    review_calibrations: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="review calibration artefacts (`grader calibrate --from-reviews`), comma-separated paths: one "
+        "global and / or one per rubric (a rubric's own wins for it); they refit the evidence mapping's curve and "
+        "pull an answer towards its reviewed neighbours, before the guards' hard effects",
+    )
+    max_impact_results: int = Field(
+        2000, ge=1, description="most stored results a calibration impact (POST /v1/rubrics/{id}/impact) regrades"
+    )
     encode_batch_size: int = Field(64, ge=1, le=4096)
     max_answer_chars: int = Field(20_000, ge=1, description="longer answers are rejected (413 / error row)")
     too_long_words: int = Field(400, ge=1, description="answers with more words are graded but flagged too_long")
@@ -134,6 +143,13 @@ class Settings(BaseSettings):
         from .mapping import SHIPPED_PATH
 
         return SHIPPED_PATH if self.score_mapping == "evidence" else Path(self.score_mapping)
+
+    @field_validator("review_calibrations", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        if isinstance(value, str):  # GRADER_REVIEW_CALIBRATIONS=a.json,b.json
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
 
     @field_validator("api_keys", mode="before")
     @classmethod

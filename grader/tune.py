@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from .check import check_rubrics
 from .errors import GraderError, InputFileError
 from .encoder import MemoEncoder
-from .grade import Grader
+from .grade import Grader, scores_of
 from .result import GradeResult
 from .rubric import Rubric
 from .segment import segment_answer
@@ -149,11 +149,6 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def _scores(results: Sequence[GradeResult | GraderError]) -> np.ndarray:
-    # An answer that cannot be graded earns nothing, as it would in batch output.
-    return np.array([r.score if isinstance(r, GradeResult) else 0.0 for r in results], dtype=float)
-
-
 def _with_thresholds(rubric: Rubric, covered: float, partial: float) -> Rubric:
     # The content hash changes with the thresholds, which is right: they change every grade.
     return rubric.model_copy(update={"thresholds": {"covered_threshold": covered, "partial_threshold": partial}})
@@ -171,7 +166,7 @@ def fit_thresholds(
     variants = [_with_thresholds(rubric, c, p) for c, p in pairs]
     # One grade_many call for every (threshold pair, answer): the memo encoder embeds each text once.
     results = grader.grade_many([(v, a) for v in variants for a in answers])
-    grid = _scores(results).reshape(len(pairs), len(answers))
+    grid = scores_of(results).reshape(len(pairs), len(answers))
     before = grid[0]  # the thresholds in force
 
     folds = min(CV_FOLDS, len(answers) // 2)
@@ -258,7 +253,7 @@ def tune_rubric(grader: Grader, rubric: Rubric, data: TuneData, worst: int = 8) 
     good = list(range(len(answers)))
     if data.human is not None:
         human = np.array(data.human, dtype=float)
-        ours = _scores(results)
+        ours = scores_of(results)
         pearson = round(_pearson(ours, human), 4)
         high = human >= np.median(human)
         separation = {
@@ -322,7 +317,7 @@ def comparison_of(
     old: Rubric, new: Rubric, answers: list[str], results: Sequence[GradeResult | GraderError], tolerance: float = 1e-6
 ) -> RubricComparison:
     """Summarise the grades of ``comparison_items`` (graded by whoever holds the grader: CLI or API worker)."""
-    before, after = _scores(results[: len(answers)]), _scores(results[len(answers) :])
+    before, after = scores_of(results[: len(answers)]), scores_of(results[len(answers) :])
     delta = after - before
     changed = np.flatnonzero(np.abs(delta) > tolerance)
     changes = [

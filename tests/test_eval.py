@@ -171,3 +171,19 @@ def test_eval_command_writes_a_report(tmp_path, shared_data):
     assert result.exit_code == 0, result.output
     report = (tmp_path / "out" / "mohler-report.md").read_text()
     assert "| ours | cv |" in report and (tmp_path / "out" / "mohler-scatter.png").is_file()
+
+
+def test_the_review_curve_computes_the_default_score_as_the_grader_does(mohler_slice, settings):
+    # With no reviewed answer, the curve's default rows must be the grader's own scores (stored rounded to 4
+    # places, hence the tolerance): the guards it re-applies after a pull are the grader's.
+    from eval.review_curve import DefaultScore, default_prediction
+    from grader.mapping import load_mapping
+
+    mapping = load_mapping(settings.mapping_path)
+    for rows in mohler_slice.groupby("group").indices.values():
+        q = mohler_slice.iloc[rows]
+        score = DefaultScore.of(q, settings.thresholds.keyword_list_credit)
+        human, rest = q["human"].to_numpy(float), np.arange(len(rows))
+        none = np.array([], dtype=int)
+        predicted = default_prediction(score, mapping, human, np.eye(len(rows)), none, rest, refit=False)
+        assert predicted == pytest.approx(q["score"].to_numpy(float), abs=0.02)

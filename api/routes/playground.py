@@ -1,7 +1,8 @@
 """The playground page (a static HTML + JS file, no build step) and the rubric impact preview.
 
 The page talks only to the public API (``GET /v1/rubrics``, ``POST /v1/grade``); the impact
-preview regrades answers with the stored and a proposed rubric before anyone publishes the change.
+preview regrades answers with the stored and a proposed rubric before anyone publishes the change,
+or a rubric's stored results under a review calibration before anyone turns it on.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from grader.errors import GraderError
+from grader.impact import CalibrationImpact, calibration_impact
+from grader.review_calibration import ReviewCalibration
 from grader.rubric import ID_PATTERN, parse_rubric
 from grader.tune import RubricComparison, comparison_items, comparison_of, past_answers
 
@@ -28,11 +31,18 @@ MAX_IMPACT_ANSWERS = 1000
 
 
 class ImpactRequest(BaseModel):
-    rubric: RubricBody = Field(description="the proposed rubric; compared with the latest stored version")
+    """Either a proposed rubric, or a review calibration; an empty body means the active review calibration."""
+
+    rubric: RubricBody | None = Field(None, description="a proposed rubric; compared with the latest stored version")
     answers: list[str] | None = Field(
         None,
         max_length=MAX_IMPACT_ANSWERS,
-        description="answers to regrade; default: the most recent answers graded against this rubric",
+        description="with rubric: answers to regrade; default: the most recent answers graded against this rubric",
+    )
+    calibration: ReviewCalibration | None = Field(
+        None,
+        description="a review calibration artefact (`grader calibrate --from-reviews`): the rubric's stored results are "
+        "regraded under it (at most GRADER_MAX_IMPACT_RESULTS, the most recent); default: the active one",
     )
 
 
@@ -43,17 +53,28 @@ async def playground() -> FileResponse:
 
 @router.post(
     "/v1/rubrics/{rubric_id}/impact",
-    response_model=RubricComparison,
+    response_model=RubricComparison | CalibrationImpact,
     responses={404: {"model": ErrorResponse, "description": "unknown rubric"}, 422: {"model": ErrorResponse}},
-    summary="Preview how a rubric change would change scores",
+    summary="Preview how a rubric change or a review calibration would change scores",
     dependencies=[KeyIfRequired],
 )
 async def rubric_impact(
     rubric_id: Annotated[str, Path(pattern=ID_PATTERN, max_length=80)],
-    request: Annotated[ImpactRequest, Body()],
     services: ServicesDep,
-) -> RubricComparison:
-    """Regrade answers with the stored rubric and the proposed one; nothing is stored."""
+    request: Annotated[ImpactRequest | None, Body()] = None,
+) -> RubricComparison | CalibrationImpact:
+    """Regrade answers with the stored rubric and the proposed one, or stored results under a review calibration;
+    nothing is stored."""
+    request = request or ImpactRequest()
+    if request.rubric is None:
+        if request.answers is not None:
+            raise GraderError("answers apply to a proposed rubric only; a calibration regrades stored results", field="answers")
+        return await run_in_threadpool(
+            calibration_impact, services.store, services.grader, rubric_id, request.calibration,
+            services.settings.max_impact_results,
+        )
+    if request.calibration is not None:
+        raise GraderError("send either rubric or calibration, not both", field="calibration")
     if request.rubric.id is not None and request.rubric.id != rubric_id:
         raise GraderError(
             f"body rubric id {request.rubric.id!r} does not match the path id {rubric_id!r}", field="rubric.id"
