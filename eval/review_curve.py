@@ -40,7 +40,7 @@ from grader.mapping import load_mapping
 from grader.review import pick_informative
 from grader.review_calibration import SHRINK, TAU, pulled_towards_reviews
 from grader.review_fit import refit_curve
-from grader.score import ShareLimits, curve_share
+from grader.score import ShareLimits
 from grader.settings import PROJECT_ROOT, Settings
 
 from .calibration import apply_calibration, cross_validated
@@ -54,27 +54,23 @@ SEEDS = range(5)
 BASELINE_BLEND = 0.5
 DATA_SETS = {"mohler": "Mohler", "saf-training": "SAF training"}
 NOTES = """
-What it shows: a reviewed answer is a reference for the answers near it, but what the default score can
-learn from it is bounded by the guards, which a review calibration must keep. With 10 reviewed answers per
-question (grader-picked) the default score goes from 0.549 to 0.566 on Mohler and from 0.638 to 0.696 on
-SAF training; with 20, 0.578 and 0.732. Refitting the curve per question from the k reviewed answers adds
-nothing measurable (SAF +0.001 / +0.002 at 10 / 20, Mohler level or 0.002 lower), so the per-rubric refit of `grader
-calibrate --from-reviews --rubric` is kept for its fingerprinted, versioned curve, not for accuracy.
-
-Why so little: the pull acts before the guards' hard effects, and those decide many grades. 587 of the 2273
-Mohler answers state no key point (none covered or partial) and score 0, whatever a reviewed neighbour says;
-human graders gave them 4.07 of 5 on average (all answers: 4.17). On SAF training 259 answers state none
-(human mean 0.23 of 1) and 122 lose a contradicted point's share (human mean 0.82). Measured, not shipped:
-letting the pull lift the no-key-point zero would take the default + reviews row (grader-picked) to Mohler
-0.632 / 0.672 and SAF 0.750 / 0.799 at k = 10 / 20.
+What it shows: a reviewed answer is a reference for the answers near it. With 10 reviewed answers per
+question (grader-picked) the default score goes from 0.549 to 0.626 on Mohler and from 0.638 to 0.747 on
+SAF training; with 20, 0.673 and 0.798. The pull acts on the machine's share before the contradiction and
+keyword guards, which it cannot undo (zero flags and misconception penalties come after it too); it can lift
+an answer in which the grader found no key point, because people graded answers like it: 587 of the 2273
+Mohler answers state no key point (human mean 4.07 of 5), and kept at 0 under reviews the default + reviews
+row reached only 0.566 / 0.578 at k = 10 / 20. Refitting the curve per question from the k reviewed answers
+adds nothing measurable, so the per-rubric refit of `grader calibrate --from-reviews --rubric` is kept for
+its fingerprinted, versioned curve, not for accuracy.
 
 The old answer-level calibration of the previous release, pulled the same way, stays higher (Mohler 0.691
-at k = 10 and 0.774 at k = 20 grader-picked; SAF 0.811 / 0.844): it has no no-key-point zero and no
-contradicted share, and it is gameable (eval/REPORT.md). The target (Mohler >= 0.70 with 10 reviewed answers
-per question) is missed by every row: by the old calibration by 0.009, by the default score with reviews by
-0.13. The baseline as implemented here (weights: plain cosines) reaches Mohler 0.552 / 0.571 / 0.604 at
-k = 5 / 10 / 20 with random picks (the issue reports 0.56 / 0.62 / 0.69 for its version); the default score
-with reviews is below it at 10 and 20 on Mohler and on SAF.
+at k = 10 and 0.774 at k = 20 grader-picked; SAF 0.811 / 0.844): it has no contradicted share and is
+gameable (eval/REPORT.md). The target (Mohler >= 0.70 with 10 reviewed answers per question) is missed by
+every row: by the old calibration by 0.009, by the default score with reviews by 0.074. The baseline as
+implemented here (weights: plain cosines) reaches Mohler 0.552 / 0.571 / 0.604 at k = 5 / 10 / 20 with random
+picks (the issue reports 0.56 / 0.62 / 0.69 for its version); the default score with reviews is above it at
+every k on Mohler, and on SAF level with it at 10 and below it at 20 (0.798 vs 0.812, grader-picked both).
 
 Caveats: TAU, SHRINK and the picks' SCORE_SPREAD were chosen on SAF training, so its rows are optimistic;
 Mohler is the honest test. The evidence mapping was fitted in part on SAF training (grader/mappings), so its
@@ -165,7 +161,7 @@ def default_prediction(score: DefaultScore, mapping, human, sims, reviewed, rest
     fit = [i for i in reviewed if not score.zeroed[i] and score.limits[i] is not None]
     if refit and len(fit) >= 2:
         mapping = refit_curve(mapping, expected[fit], share[fit], "per-question", "k reviewed answers")
-    base = np.array([curve_share(mapping, expected[i]) for i in rest])
+    base = np.array([0.0 if score.limits[i] is None else score.limits[i].start(mapping) for i in rest])
     pulled = pulled_towards_reviews(base, sims[np.ix_(rest, reviewed)], share[reviewed])
     return score.points(rest, pulled)
 
@@ -239,9 +235,9 @@ def render(curves: dict[str, tuple[pd.DataFrame, int, int]]) -> str:
         "score a user gets with no settings (the evidence mapping), then with a review calibration of the k reviewed "
         "answers of each question turned on, computed as the grader does: the mapped share pulled towards the human "
         f"shares of near reviewed answers (weight exp((cosine - 1) / {TAU}), trust = weight / (weight + {SHRINK}); "
-        "`grader.review_calibration.pulled_towards_reviews`), then every guard's hard effect (no stated key point: 0; "
-        "a contradicted point's share off; keyword-list ceiling; zero flags). **curve refit**: the same with the "
-        "mapping's isotonic curve refit on the question's k reviewed answers. **old calibration + reviews**: the "
+        "`grader.review_calibration.pulled_towards_reviews`), then the guards' hard effects (a contradicted point's "
+        "share off; keyword-list ceiling; zero flags; an answer stating no key point gets a share only from the "
+        "pull). **curve refit**: the same with the mapping's isotonic curve refit on the question's k reviewed answers. **old calibration + reviews**: the "
         "answer-level calibration of the previous release (Mohler: fitted on SAF training only; SAF training: "
         "cross-validated by question) pulled the same way, the default's guards not applied (only zero flags). "
         "Parameters chosen on SAF training, applied to Mohler unchanged.\n",

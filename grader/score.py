@@ -293,7 +293,7 @@ class ShareLimits:
 
     ``expected`` is the expected coverage the curve reads; ``taken_off`` the weight share of contradicted
     points; ``ceiling`` the most a bare list of terms leaves room for; ``stated`` whether any key point is
-    covered or partial (otherwise the share is 0).
+    covered or partial (otherwise the machine's share is 0).
     """
 
     expected: float
@@ -316,11 +316,18 @@ class ShareLimits:
             stated=any(s in ("covered", "partial") for s in statuses),
         )
 
+    def start(self, mapping: ScoreMapping) -> float:
+        """The machine's share before any review pull: the curve's, or 0 when no key point is stated.
+
+        An answer that only talks about the topic gets nothing from the curve (it would lend a vague answer
+        something); reviewed answers near it (``grader.review_calibration``) can still lift it, since a person
+        judged what it says: on Mohler the 587 answers the grader finds no key point in got 4.07 of 5 from people.
+        """
+        return curve_share(mapping, self.expected) if self.stated else 0.0
+
     def apply(self, share: float) -> float:
-        """The guards' hard effects on a share: nothing stated gives 0, a contradicted point's weight comes off,
-        a bare list of terms stays under its ceiling."""
-        if not self.stated:
-            return 0.0
+        """The guards' hard effects on a (pulled) share: a contradicted point's weight comes off, a bare list of
+        terms stays under its ceiling."""
         return max(0.0, min(share - self.taken_off, self.ceiling))
 
 
@@ -340,11 +347,13 @@ def mapped_points(
     """Points under a ``ScoreMapping`` (before misconception penalties and zero flags) and each point's probability.
 
     The guards' hard effects are applied after the mapping, so no fit can undo them: an answer that
-    states no key point (none covered or partial) scores 0; a contradicted point has probability 0 and
-    its weight share is taken off the mapped score; a point evidenced only by a bare list of terms can
-    add at most ``keyword_list_credit`` of its weight; and the share is at most ``EVIDENCE_LEVERAGE`` times
-    the expected coverage. ``pull`` (a review calibration's reviewed neighbours, ``grader.review_calibration``)
-    moves the mapped share before those effects, so reviews cannot undo them either.
+    states no key point (none covered or partial) gets no share from the curve; a contradicted point has
+    probability 0 and its weight share is taken off the mapped score; a point evidenced only by a bare list
+    of terms can add at most ``keyword_list_credit`` of its weight; and the share is at most
+    ``EVIDENCE_LEVERAGE`` times the expected coverage. ``pull`` (a review calibration's reviewed neighbours,
+    ``grader.review_calibration``) moves the machine's share before the contradiction and keyword effects,
+    so reviews cannot undo those; it can lift an answer in which the grader found no key point, because a
+    person graded answers like it. Zero flags and misconception penalties come after, in ``Grader._judge``.
     """
     verdicts = judgement.verdicts
     weights = np.array([v.weight for v in verdicts], dtype=float)
@@ -352,12 +361,10 @@ def mapped_points(
     p = np.where([s == "contradicted" for s in statuses], 0.0, mapping.probability(judgement.features))
     p = np.where(judgement.keyword_evidence, np.minimum(p, t.keyword_list_credit), p)
     limits = ShareLimits.of(weights, p, statuses, judgement.keyword_evidence, t.keyword_list_credit)
-    if not limits.stated:
-        return 0.0, p  # only talked about, nothing stated: 0, whatever the curve would lend a vague answer
     if rubric.scoring.mode == "count":  # a point only talked about (missing) is never counted as named
         stated = np.array([s in ("covered", "partial") for s in statuses], dtype=bool)
         return count_points(rubric, float(np.floor(p[stated].sum() + 0.5))), p  # to the nearest whole point
-    share = curve_share(mapping, limits.expected)
+    share = limits.start(mapping)
     if pull is not None:
         share = pull(share)
     return limits.apply(share) * rubric.max_score, p

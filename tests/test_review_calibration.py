@@ -93,6 +93,18 @@ def test_neighbours_reviewed_at_full_marks_cannot_lift_an_answer_past_the_guards
     assert pulled.flags == plain.flags and pulled.fingerprint.calibration == "by-hand@v1"
 
 
+def test_reviews_can_lift_an_answer_the_grader_finds_no_key_point_in_but_not_an_off_topic_one(grader, rubrics):
+    # No key point found is the grader's judgement, and people may judge such answers otherwise (Mohler: 4.07 of
+    # 5); an off-topic answer is zeroed by a flag, whatever its reviews say.
+    rubric = rubrics["batch-normalization"]
+    vague, off_topic = "It is used a lot in modern networks like ResNet.", "It depends on the situation really."
+    plain = grader.grade_many([(rubric, vague), (rubric, off_topic)])
+    assert [r.score for r in plain] == [0, 0] and "no_key_point" in plain[0].flags and "off_topic" in plain[1].flags
+    artefact = _artefact(grader, rubric.id, [vague, off_topic], [0.6, 0.6])
+    lifted, zeroed = grader.with_review_calibrations([artefact]).grade_many([(rubric, vague), (rubric, off_topic)])
+    assert 0.25 * 0.6 * rubric.max_score <= lifted.score <= 0.6 * rubric.max_score and zeroed.score == 0
+
+
 def test_an_answer_identical_to_a_reviewed_one_lands_near_its_human_score(grader, rubrics):
     rubric = rubrics["batch-normalization"]
     answer = "It normalizes activations with batch statistics."
