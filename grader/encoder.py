@@ -76,17 +76,6 @@ class Reading:
         lo, hi = np.searchsorted(starts, [start, len(self.text) if end is None else end])
         return rows[lo:hi]
 
-    def pool(self, bounds: np.ndarray) -> np.ndarray:
-        """(m, d) unit vectors of the character ranges ``bounds`` (m, 2): the mean of each range's pieces.
-
-        One cumulative sum over the pieces serves every range; a range without a piece gets a zero vector.
-        """
-        bounds = np.asarray(bounds, dtype=np.int64).reshape(-1, 2)
-        first = np.searchsorted(self.offsets[:, 1], bounds[:, 0], side="right")  # first piece ending after start
-        last = np.maximum(first, np.searchsorted(self.offsets[:, 0], bounds[:, 1], side="left"))
-        sums = np.concatenate([np.zeros((1, self.tokens.shape[-1])), np.cumsum(self.tokens, axis=0, dtype=np.float64)])
-        return unit_rows(sums[last] - sums[first])
-
 
 def windows(n: int, width: int) -> np.ndarray:
     """(w, 2) [start, end) ranges of ``width`` pieces that cover ``n`` pieces, each overlapping the next by half."""
