@@ -2,10 +2,9 @@
 
 Many answers are graded together, in one ``read`` call of the encoder (one unpadded forward pass per
 text). By default (``GRADER_SPAN_VECTORS=separate``) every clause, window and whole answer is read on its
-own; with ``pooled`` each answer is read once and its span vectors, and the word-token vectors the alignment
-uses, are pooled from that pass (eval/SPANS.md compares the two). The texts of rubrics not yet cached are
-read in the same call; the rest is matrix products per answer.
-"""
+own; with ``pooled`` each answer's clauses are read in one packed pass, each clause attending only to itself,
+and windows and the whole answer are pooled from its clauses (eval/SPANS.md compares the two). The texts of
+rubrics not yet cached are read in the same call; the rest is matrix products per answer."""
 
 from __future__ import annotations
 
