@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from . import __version__
 from .calibrate import load_calibration
@@ -127,6 +128,9 @@ class Grader:
         # Spans are pooled the way the model pools a sentence; a model that pools otherwise reads each span.
         pools_by_mean = getattr(self.encoder, "pooling", "mean") in MEAN_POOLING
         self.span_vectors = s.span_vectors if pools_by_mean else "separate"
+        # Judging is many small matrix products; right after a forward pass the model's threads still hold the
+        # cores, and a multi-threaded BLAS waiting for them took 20+ ms per answer on 2 cores (about 1 ms alone).
+        self._blas = ThreadpoolController()
 
     def thresholds_for(self, rubric: Rubric) -> Thresholds:
         if not rubric.thresholds:
@@ -213,18 +217,19 @@ class Grader:
 
         results: list[GradeResult | GraderError] = []
         it = iter(zip(todo, spans_of, clause_readings))
-        for p in prepared:
-            if isinstance(p, GraderError):
-                results.append(p)
-                continue
-            (rubric, text, clauses), spans, own = next(it)
-            if pooled:
-                span_vecs, clause_tokens = pooled_span_vectors(own, spans), [r.word_tokens() for r in own]
-            else:
-                span_vecs = np.stack([readings[span_text(clauses, s)].sentence for s in spans])
-                clause_tokens = [readings[c.text].word_tokens() for c in clauses]
-            rv = rvs[rubric.content_hash]
-            results.append(self._judge(rubric, rv, text, clauses, spans, span_vecs, clause_tokens))
+        with self._blas.limit(limits=1, user_api="blas"):
+            for p in prepared:
+                if isinstance(p, GraderError):
+                    results.append(p)
+                    continue
+                (rubric, text, clauses), spans, own = next(it)
+                if pooled:
+                    span_vecs, clause_tokens = pooled_span_vectors(own, spans), [r.word_tokens() for r in own]
+                else:
+                    span_vecs = np.stack([readings[span_text(clauses, s)].sentence for s in spans])
+                    clause_tokens = [readings[c.text].word_tokens() for c in clauses]
+                rv = rvs[rubric.content_hash]
+                results.append(self._judge(rubric, rv, text, clauses, spans, span_vecs, clause_tokens))
         return results
 
     def _cache_key(self, rubric_hash: str) -> str:
