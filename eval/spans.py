@@ -129,7 +129,7 @@ def report(work: Path, out: Path) -> str:
         "clauses' word pieces; word-token vectors for the alignment come from the same pass. Key points and "
         "questions are encoded on their own either way.",
         "",
-        "Scores: **linear** is the default grade (coverage x max_score); **calibrated** applies the shipped "
+        "Scores: **linear** is the default grade as the grader gives it (since issue 18 the evidence mapping, evidence@v1, not coverage x max_score); **calibrated** applies the shipped "
         "`eval/calibration/saf-training.json` as it is (fitted on separately encoded spans, not refitted); "
         "**cv** is a mapping cross-validated by question on the same data set with the same features. Intervals: "
         "whole questions resampled 1000 times; the difference's interval draws the same questions for both modes.",
