@@ -38,35 +38,38 @@ OUT = PROJECT_ROOT / "eval" / "SPANS.md"
 DATASETS = ("mohler", "saf-training", "saf-unseen_answers", "saf-unseen_questions")
 DECISION = """## Variants measured, and the choice
 
-The table above is the **packed** pooled mode: an answer's clauses are read in one pass, laid end to end with their
-own positions and special tokens, each attending only to itself, so every clause has exactly the vector it has
-when read alone; a window's and the whole answer's vector is the mean of their clauses' word pieces (each clause's
-vector weighted by its number of pieces). Graded on 2026-12-04 (shared machine, 1-minute load average 3-8, so
-grading times are only indicative; SAF's time is for all three splits together). Earlier variants, pooled from one
-contextual pass over the whole answer:
+The pooled column above is the **packed** pooled mode with the per-point filler-window rule (below): an answer's
+clauses are read in one pass, laid end to end with their own positions and special tokens, each attending only to
+itself, so every clause has exactly the vector it has when read alone; a window's and the whole answer's vector is
+the mean of their clauses' word pieces (each clause's vector weighted by its number of pieces). The separate column
+was graded before that rule (it changes separate grades too; they were not regraded in the time). Graded on
+2026-12-04 (shared machine, 1-minute load average 3-8, so grading times are only indicative; SAF's time is for all
+three splits together). All variants, paired differences pooled - separate:
 
 | pooled variant | Mohler linear / calibrated (paired diff) | SAF training linear / calibrated (paired diff) | negated | padding | other attacks |
 |---|---|---|---|---|---|
-| every span pooled from the one pass | -0.003 / +0.008 | **-0.052** (-0.073 to -0.027) / -0.012 (-0.020 to -0.004) | **6/12** | **10/12** | 12/12 |
-| clauses a guard judges alone (a negation, a direction word, 12+ words, or a near-copy of the question) also encoded alone, the rest pooled | -0.003 / +0.003 | -0.003 / -0.007 (-0.011 to -0.002) | **11/12** | **10/12** | 12/12 |
-| every clause encoded alone, windows and whole answer pooled from the one pass | not graded | not graded | 12/12 | **9/12** | 12/12 |
-| **packed: every clause read alone in one pass, windows from their clauses (the table above)** | -0.000 / -0.002 | -0.001 / -0.003 (-0.005 to -0.002) | 12/12 | **11/12** | 12/12 |
+| every span pooled from one contextual pass over the answer | -0.003 / +0.008 | **-0.052** (-0.073 to -0.027) / -0.012 (-0.020 to -0.004) | **6/12** | **10/12** | 12/12 |
+| clauses a guard judges alone (a negation, a direction word, 12+ words, or a near-copy of the question) also encoded alone, the rest pooled from that pass | -0.003 / +0.003 | -0.003 / -0.007 (-0.011 to -0.002) | **11/12** | **10/12** | 12/12 |
+| every clause encoded alone, windows and whole answer pooled from that pass | not graded | not graded | 12/12 | **9/12** | 12/12 |
+| packed: every clause read alone in one pass, windows from their clauses | -0.000 / -0.002 | -0.001 / -0.003 (-0.005 to -0.002) | 12/12 | **11/12** | 12/12 |
+| **packed + a long sentence that does not make key point k by itself cannot join a window as evidence for k (the table above)** | -0.000 / -0.002 | -0.002 / -0.002 (-0.004 to -0.001) | 12/12 | 12/12 | 12/12 |
 
-Why the earlier variants failed: a clause pooled from the whole answer takes its neighbours' topic ("Leaky ReLU's
-small negative slope fixes this." came to 0.77 of the vanishing-gradient point the answer denied, 0.40 alone, so the
-denial no longer outweighed the support and the negated ReLU answer kept full marks). Reading every clause on its
-own removes that; packing the clauses into one pass keeps it to one forward pass per answer.
+Why the contextual variants failed: a clause pooled from the whole answer takes its neighbours' topic ("Leaky
+ReLU's small negative slope fixes this." came to 0.77 of the vanishing-gradient point the answer denied, 0.40 alone,
+so the denial no longer outweighed the support and the negated ReLU answer kept full marks). Reading every clause
+on its own removes that; packing the clauses into one pass keeps it to one forward pass per answer.
 
-What still fails: padding, gradient descent (partial 3.984, padded 4.096 of 5). A window's vector is the mean of
-its clauses' vectors, and the mean of two vectors pointing different ways is nearer a key point than either: the
-first statement (0.557 to "training proceeds iteratively ... loss gets smaller") beside the 13-word filler
-"Optimization is at the heart of all of machine learning and artificial intelligence." (0.344) reaches 0.601 as a
-window, where the two read together reach 0.564. The filler-window rule does not catch it because the sentence
-comes to 0.501 of another point (local minima). Agreement holds (every paired difference within -0.003 and +0.066,
-every pooled Pearson inside the separate one's interval), but an attack row does not, so **separate stays the
-default** (``GRADER_SPAN_VECTORS=separate``). A rule that does hold it is in eval/experiments.md (a long sentence
-that does not make a key point by itself cannot join a window as evidence for that point): 12/12 on every row in
-both modes, agreement measured there for pooled only.
+Why packed alone failed padding (gradient descent, partial 3.984, padded 4.096 of 5): the mean of two clause
+vectors that point different ways is nearer what they share than either: the first statement (0.557 to "training
+proceeds iteratively ... loss gets smaller") beside the 13-word filler "Optimization is at the heart of all of
+machine learning and artificial intelligence." (0.344) reached 0.601 as a window (0.564 read together). The filler
+rule did not catch the sentence because it comes to 0.501 of another point (local minima); asked per key point, it
+does.
+
+The choice: every attack row holds and every pooled Pearson lies inside the separate one's question-bootstrap
+interval (paired differences -0.011 to +0.018; the only intervals that exclude 0 are Mohler and SAF training
+calibrated, -0.002 each), so **pooled is the default** (``GRADER_SPAN_VECTORS=pooled``); ``separate`` stays
+available. With ONNX, pooled reads each clause in a pass of its own (the exported graph takes no packing mask).
 """
 
 
