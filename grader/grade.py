@@ -1,9 +1,9 @@
 """The one grading path. The CLI, the API, batch jobs and the eval harness all call ``Grader.grade_many``.
 
 Many answers are graded together, in one ``read`` call of the encoder (one unpadded forward pass per
-text). By default (``GRADER_SPAN_VECTORS=separate``) every clause, window and whole answer is read on its
-own; with ``pooled`` each answer's clauses are read in one packed pass, each clause attending only to itself,
-and windows and the whole answer are pooled from its clauses (eval/SPANS.md compares the two). The texts of
+text). By default (``GRADER_SPAN_VECTORS=pooled``) each answer's clauses are read in one packed pass, each
+clause attending only to itself, and windows and the whole answer are pooled from its clauses; with ``separate``
+every clause, window and whole answer is read on its own (eval/SPANS.md compares the two). The texts of
 rubrics not yet cached are read in the same call; the rest is matrix products per answer."""
 
 from __future__ import annotations
