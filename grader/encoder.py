@@ -19,9 +19,8 @@ sentence-transformers directory can be configured. Nothing is ever fetched from 
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import hashlib
+import inspect
 import json
 import os
 from collections import OrderedDict
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 from threading import Lock
+from typing import Protocol
 
 import numpy as np
 
@@ -76,17 +76,6 @@ class Reading:
         lo, hi = np.searchsorted(starts, [start, len(self.text) if end is None else end])
         return rows[lo:hi]
 
-    def pool(self, bounds: np.ndarray) -> np.ndarray:
-        """(m, d) unit vectors of the character ranges ``bounds`` (m, 2): the mean of each range's pieces.
-
-        One cumulative sum over the pieces serves every range; a range without a piece gets a zero vector.
-        """
-        bounds = np.asarray(bounds, dtype=np.int64).reshape(-1, 2)
-        first = np.searchsorted(self.offsets[:, 1], bounds[:, 0], side="right")  # first piece ending after start
-        last = np.maximum(first, np.searchsorted(self.offsets[:, 0], bounds[:, 1], side="left"))
-        sums = np.concatenate([np.zeros((1, self.tokens.shape[-1])), np.cumsum(self.tokens, axis=0, dtype=np.float64)])
-        return unit_rows(sums[last] - sums[first])
-
 
 def windows(n: int, width: int) -> np.ndarray:
     """(w, 2) [start, end) ranges of ``width`` pieces that cover ``n`` pieces, each overlapping the next by half."""
@@ -129,6 +118,21 @@ def read_text(
     return Reading(text, sentence, tokens, offsets)
 
 
+def packs(sizes: list[int], limit: int) -> list[list[int]]:
+    """Indices of the non-zero ``sizes`` in order, in runs whose sizes add up to at most ``limit`` each."""
+    runs: list[list[int]] = []
+    total = limit + 1
+    for i, size in enumerate(sizes):
+        if size == 0:
+            continue
+        if total + size > limit:
+            runs.append([])
+            total = 0
+        runs[-1].append(i)
+        total += size
+    return runs
+
+
 class PassReader:
     """``encode`` / ``encode_with_tokens`` / ``read`` over one unpadded forward pass per text.
 
@@ -144,6 +148,31 @@ class PassReader:
             self.calls += 1
             encodings = self._pieces.encode_batch(list(texts))
             return [read_text(t, e, self.max_seq_length, self._forward, whole) for t, e in zip(texts, encodings)]
+
+    def read_apart(self, groups: list[list[str]]) -> list[list[Reading]]:
+        """A ``Reading`` per text of every group, each as if the text were read alone, in one call.
+
+        A backend with ``_forward_packed`` reads a group's texts that fit the model's limit together, packed
+        into one pass in which each text attends only to itself; texts of different groups never share a
+        pass, so a reading does not depend on the other groups. Other texts take a pass each, as ``read``.
+        """
+        with self._lock:
+            self.calls += 1
+            packed = getattr(self, "_forward_packed", None)
+            return [self._read_group(group, packed) for group in groups]
+
+    def _read_group(self, texts: list[str], packed) -> list[Reading]:
+        encodings = self._pieces.encode_batch(list(texts)) if texts else []
+        fits = [packed is not None and len(texts) > 1 and len(e.ids) <= self.max_seq_length for e in encodings]
+        readings: list[Reading | None] = [
+            None if fit else read_text(t, e, self.max_seq_length, self._forward, True)
+            for t, e, fit in zip(texts, encodings, fits)
+        ]
+        for pack in packs([len(e.ids) if fit else 0 for e, fit in zip(encodings, fits)], self.max_seq_length):
+            outputs = packed([encodings[i].ids for i in pack])
+            for i, output in zip(pack, outputs):
+                readings[i] = read_text(texts[i], encodings[i], self.max_seq_length, lambda _ids, o=output: o, False)
+        return readings  # type: ignore[return-value]  # every text was read above
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Embed ``texts``, unit-length rows in input order; an empty list gives a (0, dim) array."""
@@ -216,6 +245,13 @@ class Encoder(PassReader):
         self._lock = Lock()
         self._pieces = untruncated_tokenizer(self.model.tokenizer.backend_tokenizer.to_str())
         self._types = "token_type_ids" in self.model.tokenizer.model_input_names
+        # Packing needs the plain pipeline (transformer, mean pooling, normalisation) and a model that takes
+        # its positions and a (1, 1, L, L) mask; other models read every text in a pass of its own.
+        self._transformer = self.model[0].auto_model
+        plain = [type(m).__name__ for m in self.model] in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"])
+        takes_positions = "position_ids" in inspect.signature(self._transformer.forward).parameters
+        if plain and takes_positions and self.pooling in MEAN_POOLING:
+            self._forward_packed = self._packed_forward
 
     def _forward(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """One unpadded pass: the pipeline's sentence embedding (transformer, pooling, normalisation), token vectors."""
@@ -228,6 +264,27 @@ class Encoder(PassReader):
                 features["token_type_ids"] = torch.zeros_like(input_ids)
             out = self.model.forward(features)
             return out["sentence_embedding"][0].float().numpy(), out["token_embeddings"][0].float().numpy()
+
+    def _packed_forward(self, pieces: list[list[int]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """One pass over several texts laid end to end, each attending only to itself, with its own positions.
+
+        Gives each text the (sentence vector, token vectors) its own pass would (the model's mean pooling,
+        normalised), for the cost of one pass over their joint length.
+        """
+        import torch
+
+        sizes = [len(ids) for ids in pieces]
+        owner = np.repeat(np.arange(len(pieces)), sizes)
+        positions = np.concatenate([np.arange(n) for n in sizes])
+        with torch.inference_mode():
+            input_ids = torch.from_numpy(np.concatenate(pieces).astype(np.int64))[None]
+            mask = torch.from_numpy(owner[:, None] == owner[None, :])[None, None]
+            extra = {"token_type_ids": torch.zeros_like(input_ids)} if self._types else {}
+            hidden = self._transformer(
+                input_ids=input_ids, attention_mask=mask, position_ids=torch.from_numpy(positions)[None], **extra
+            ).last_hidden_state[0].float().numpy()
+        parts = np.split(hidden, np.cumsum(sizes)[:-1])
+        return [(unit_rows(part.mean(axis=0, keepdims=True))[0], part) for part in parts]
 
 
 def _pooling_of(path: Path) -> str:
@@ -369,3 +426,8 @@ class MemoEncoder:
         if new:
             self._readings.update(zip(new, self.inner.read(new, whole)))
         return [self._readings[t] for t in texts]
+
+    def read_apart(self, groups: list[list[str]]) -> list[list[Reading]]:
+        """``read_apart`` of the inner encoder: each text is read as if alone, so once per process is enough."""
+        readings = iter(self.read([t for group in groups for t in group]))
+        return [[next(readings) for _ in group] for group in groups]

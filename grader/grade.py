@@ -1,11 +1,10 @@
 """The one grading path. The CLI, the API, batch jobs and the eval harness all call ``Grader.grade_many``.
 
 Many answers are graded together, in one ``read`` call of the encoder (one unpadded forward pass per
-text). By default (``GRADER_SPAN_VECTORS=separate``) every clause, window and whole answer is read on its
-own; with ``pooled`` each answer is read once and its span vectors, and the word-token vectors the alignment
-uses, are pooled from that pass (eval/SPANS.md compares the two). The texts of rubrics not yet cached are
-read in the same call; the rest is matrix products per answer.
-"""
+text). By default (``GRADER_SPAN_VECTORS=pooled``) each answer's clauses are read in one packed pass, each
+clause attending only to itself, and windows and the whole answer are pooled from its clauses; with ``separate``
+every clause, window and whole answer is read on its own (eval/SPANS.md compares the two). The texts of
+rubrics not yet cached are read in the same call; the rest is matrix products per answer."""
 
 from __future__ import annotations
 
@@ -13,27 +12,25 @@ import copy
 from collections.abc import Sequence
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from . import __version__
 from .calibrate import load_calibration
-from .encoder import MEAN_POOLING, EmbeddingCache, Encoder, Reading, VectorStore, load_encoder
+from .encoder import MEAN_POOLING, EmbeddingCache, Encoder, Reading, VectorStore, load_encoder, unit_rows
 from .errors import AnswerError, AnswerTooLarge, GraderError, RubricError
-from .guards import _DOWN, _LEAST, _MOST, _UP  # the direction words the reversal check reads
 from .guards import (
     adds_to_question,
-    content_stems,
     instruction_parts,
     is_keyword_list,
-    is_negated,
     is_non_answer,
     polarity_flipped,
     states_claim,
-    words,
 )
 from .language import language_flag
 from .mapping import load_mapping
 from .match import (
     RubricVectors,
+    Span,
     answer_spans,
     rubric_texts,
     similarities,
@@ -45,7 +42,6 @@ from .result import Evidence, Fingerprint, GradeResult, MisconceptionHit
 from .review_calibration import ReviewCalibration, ReviewCalibrations, load_review_calibration
 from .rubric import Rubric
 from .score import (
-    FILLER_WORDS,
     REVIEW_FLAGS,
     ZERO_SCORE_FLAGS,
     AnswerView,
@@ -75,24 +71,20 @@ REASONS = {
 }
 
 
-DIRECTION_WORDS = frozenset(_UP | _DOWN | _MOST | _LEAST)
-RESTATED_STEM_SHARE = 0.6  # a clause with this share of its content words in the question may restate it
+def pooled_span_vectors(clauses: list[Reading], spans: list[Span]) -> np.ndarray:
+    """(S, d) unit vectors of an answer's spans from its clauses, each read on its own.
 
-
-def judged_alone(clause: str, question: str) -> bool:
-    """Whether a guard judges ``clause`` by its own vector, so pooled mode also encodes it on its own.
-
-    A pooled clause vector carries the rest of the answer: a denial ("it does not ...", "it lowers ...")
-    drifts towards the point it denies, a restated question away from the question, and a long filler
-    sentence towards the key points its neighbours make (eval/SPANS.md measured each on the attacks).
+    A clause's vector is its own reading, free of its neighbours, so a denial or a filler sentence is judged
+    by what it says (pooled from the whole answer, a clause took its neighbours' topic: eval/SPANS.md). A
+    window or the whole answer is the mean of its clauses' word pieces, weighting each clause's vector by its
+    number of pieces.
     """
-    stems = content_stems(clause)
-    return (
-        is_negated(clause)
-        or bool(DIRECTION_WORDS.intersection(words(clause)))
-        or len(clause.split()) >= FILLER_WORDS
-        or (bool(stems) and len(stems & content_stems(question)) >= RESTATED_STEM_SHARE * len(stems))
-    )
+    vectors = np.stack([r.sentence for r in clauses])
+    pieces = np.array([max(1, len(r.offsets)) for r in clauses], dtype=np.float64)
+    member = np.zeros((len(spans), len(clauses)))
+    for j, s in enumerate(spans):
+        member[j, s.first : s.last + 1] = pieces[s.first : s.last + 1]
+    return unit_rows(member @ vectors).astype(np.float32)
 
 
 def scores_of(results: Sequence[GradeResult | GraderError]) -> np.ndarray:
@@ -144,6 +136,9 @@ class Grader:
         # Spans are pooled the way the model pools a sentence; a model that pools otherwise reads each span.
         pools_by_mean = getattr(self.encoder, "pooling", "mean") in MEAN_POOLING
         self.span_vectors = s.span_vectors if pools_by_mean else "separate"
+        # Judging is many small matrix products; right after a forward pass the model's threads still hold the
+        # cores, and a multi-threaded BLAS waiting for them took 20+ ms per answer on 2 cores (about 1 ms alone).
+        self._blas = ThreadpoolController()
 
     def _review_calibrations(self, artefacts: list[ReviewCalibration]) -> ReviewCalibrations:
         if artefacts and self.mapping is None:
@@ -208,17 +203,15 @@ class Grader:
             except GraderError as err:
                 prepared.append(err)
 
-        # One model call: each answer (pooled) or every distinct span text (separate), plus the texts of
-        # rubrics not yet cached; a rubric whose embeddings the shared store holds needs only the word
+        # One model call: the clauses of each answer (pooled) or every distinct span text (separate), plus the
+        # texts of rubrics not yet cached; a rubric whose embeddings the shared store holds needs only the word
         # tokens of its question and key points.
         todo = [p for p in prepared if not isinstance(p, GraderError)]
         spans_of = [answer_spans(clauses) for _, _, clauses in todo]
-        if self.span_vectors == "pooled":
-            answer_texts = [text for _, text, _ in todo] + [
-                c.text for r, _, clauses in todo for c in clauses if judged_alone(c.text, r.question)
-            ]
-        else:
-            answer_texts = [span_text(clauses, s) for (_, _, clauses), spans in zip(todo, spans_of) for s in spans]
+        pooled = self.span_vectors == "pooled"
+        answer_texts = [] if pooled else [
+            span_text(clauses, s) for (_, _, clauses), spans in zip(todo, spans_of) for s in spans
+        ]
         # A review calibration compares the whole answer with the rubric's reviewed answers.
         answer_texts += [text for r, text, _ in todo if self._reviewed_answers(r)]
         rubrics = {r.content_hash: r for r, _, _ in todo}
@@ -230,7 +223,13 @@ class Grader:
             t for r in fresh for t in (rubric_texts(r) if stored[r.content_hash] is None else token_texts(r))
         ]
         unique = list(dict.fromkeys(answer_texts + to_embed))
-        readings = dict(zip(unique, self.encoder.read(unique)))
+        clause_readings: list[list[Reading]] = [[] for _ in todo]
+        if pooled:  # each answer's clauses in one pass, each clause attending only to itself
+            groups = self.encoder.read_apart([[t] for t in unique] + [[c.text for c in cl] for _, _, cl in todo])
+            readings = {t: r for t, (r,) in zip(unique, groups)}
+            clause_readings = groups[len(unique) :]
+        else:
+            readings = dict(zip(unique, self.encoder.read(unique)))
         for r in fresh:
             embeddings = stored[r.content_hash]
             if embeddings is None:
@@ -242,35 +241,26 @@ class Grader:
             self.cache.put(self._cache_key(r.content_hash), rvs[r.content_hash])
 
         results: list[GradeResult | GraderError] = []
-        it = iter(zip(todo, spans_of))
-        for p in prepared:
-            if isinstance(p, GraderError):
-                results.append(p)
-                continue
-            (rubric, text, clauses), spans = next(it)
-            span_vecs, clause_tokens = self._span_vectors(rubric, text, clauses, spans, readings)
-            rv = rvs[rubric.content_hash]
-            vector = readings[text].sentence if self._reviewed_answers(rubric) else None
-            results.append(self._judge(rubric, rv, text, clauses, spans, span_vecs, clause_tokens, vector))
+        it = iter(zip(todo, spans_of, clause_readings))
+        with self._blas.limit(limits=1, user_api="blas"):
+            for p in prepared:
+                if isinstance(p, GraderError):
+                    results.append(p)
+                    continue
+                (rubric, text, clauses), spans, own = next(it)
+                if pooled:
+                    span_vecs, clause_tokens = pooled_span_vectors(own, spans), [r.word_tokens() for r in own]
+                else:
+                    span_vecs = np.stack([readings[span_text(clauses, s)].sentence for s in spans])
+                    clause_tokens = [readings[c.text].word_tokens() for c in clauses]
+                rv = rvs[rubric.content_hash]
+                vector = readings[text].sentence if self._reviewed_answers(rubric) else None
+                results.append(self._judge(rubric, rv, text, clauses, spans, span_vecs, clause_tokens, vector))
         return results
 
     def _reviewed_answers(self, rubric: Rubric) -> bool:
         review = self.reviews.for_rubric(rubric.id)
         return review is not None and rubric.id in review.neighbours
-
-    def _span_vectors(
-        self, rubric: Rubric, text: str, clauses: list, spans: list, readings: dict[str, Reading]
-    ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """(S, d) unit vectors of an answer's spans and the word-token vectors of each clause."""
-        if self.span_vectors == "pooled":
-            reading = readings[text]
-            vectors = reading.pool(np.array([(s.start, s.end) for s in spans]))
-            for i, c in enumerate(clauses):  # spans 0..n-1 are the clauses
-                if judged_alone(c.text, rubric.question):
-                    vectors[i] = readings[c.text].sentence
-            return vectors, [reading.word_tokens(c.start, c.end) for c in clauses]
-        span_vecs = np.stack([readings[span_text(clauses, s)].sentence for s in spans])
-        return span_vecs, [readings[c.text].word_tokens() for c in clauses]
 
     def _cache_key(self, rubric_hash: str) -> str:
         return f"{self.encoder.weights_hash}:{rubric_hash}"

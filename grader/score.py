@@ -129,6 +129,12 @@ def judge_key_points(
     span_excluded |= np.array([s.last > s.first and filler[list(s.clauses)].any() for s in view.spans], dtype=bool)
     span_keywords = np.array([view.keyword_clause[list(s.clauses)].all() for s in view.spans], dtype=bool)
     support = np.where(span_excluded[:, None], -1.0, sims.key_points)  # (S, K)
+    # The same per key point: a long sentence that does not make point k by itself cannot join a window as evidence
+    # for k. A window pooled from its clauses' vectors comes nearer a point than either clause when they point
+    # different ways, so without this a filler sentence beside a statement raised it (eval/experiments.md, issue 19).
+    off_point = long[:, None] & (clause_points < max(t.partial_threshold, CLEAR_EVIDENCE))  # (n_clauses, K)
+    window_off = np.stack([off_point[list(s.clauses)].any(axis=0) & (s.last > s.first) for s in view.spans])
+    support = np.where(window_off, -1.0, support)
     nearest_any = support.max(axis=0)  # reported for missing points: how near the answer came at all
     # A span that comes no nearer a key point than the question does is on the topic, not evidence.
     support = np.where(support < gate, -1.0, support)

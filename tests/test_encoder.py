@@ -1,11 +1,10 @@
-"""The encoder's readings: one pass per text, span vectors pooled from it, long texts in windows."""
+"""The encoder's readings: one pass per text (or several short texts packed apart in one), long texts in windows."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from grader.encoder import windows
-from grader.match import answer_spans, span_text
+from grader.encoder import packs, windows
 from grader.segment import segment_answer
 
 ANSWER = (
@@ -18,28 +17,6 @@ def test_a_reading_gives_the_same_sentence_vector_as_encode(grader):
     (reading,) = grader.encoder.read([ANSWER])
     assert np.array_equal(reading.sentence, grader.encoder.encode([ANSWER])[0])
     assert len(reading.tokens) == len(reading.offsets) and reading.offsets[-1, 1] <= len(ANSWER)
-
-
-def test_a_pooled_clause_vector_is_near_its_separately_encoded_vector(grader):
-    clauses = segment_answer(ANSWER)
-    spans = answer_spans(clauses)
-    (reading,) = grader.encoder.read([ANSWER])
-    pooled = reading.pool(np.array([(s.start, s.end) for s in spans]))
-    separate = grader.encoder.encode([span_text(clauses, s) for s in spans])
-    cosine = (pooled * separate).sum(axis=1)
-    assert np.allclose(np.linalg.norm(pooled, axis=1), 1.0, atol=1e-5)
-    # Pooled vectors carry the rest of the answer as context, so they are near, not equal (eval/SPANS.md).
-    assert cosine.min() > 0.4 and cosine.mean() > 0.7
-
-
-def test_pooling_a_range_averages_exactly_its_word_pieces(grader):
-    (reading,) = grader.encoder.read([ANSWER])
-    start = ANSWER.index("It adds")
-    inside = (reading.offsets[:, 0] >= start) & (reading.offsets[:, 1] <= len(ANSWER))
-    mean = reading.tokens[inside].mean(axis=0)
-    assert np.allclose(reading.pool(np.array([[start, len(ANSWER)]]))[0], mean / np.linalg.norm(mean), atol=1e-5)
-    words = reading.word_tokens(start)
-    assert len(words) == len("It adds no weights so there is nothing to learn".split())
 
 
 def test_a_text_over_the_models_limit_is_read_whole_in_overlapping_windows(grader):
@@ -58,3 +35,21 @@ def test_windows_cover_every_piece_and_overlap_by_half():
     assert spans[0, 0] == 0 and spans[-1, 1] == 600 and np.all(spans[:, 1] - spans[:, 0] == 254)
     assert np.all(spans[1:, 0] < spans[:-1, 1])
     assert windows(100, 254).tolist() == [[0, 100]]
+
+
+def test_clauses_read_apart_in_one_pass_match_each_clause_read_alone(grader):
+    clauses = [c.text for c in segment_answer(ANSWER)]
+    long = " ".join([ANSWER] * 9)  # past the limit: read on its own, in windows, as ``read`` does
+    calls = grader.encoder.calls
+    (apart, (alone_long,)) = grader.encoder.read_apart([clauses + [long], [long]])
+    assert grader.encoder.calls == calls + 1
+    alone = grader.encoder.read(clauses + [long])
+    for a, b in zip(apart, alone):
+        assert np.allclose(a.sentence, b.sentence, atol=1e-5) and np.allclose(a.tokens, b.tokens, atol=1e-4)
+        assert np.array_equal(a.offsets, b.offsets)
+    assert np.allclose(alone_long.sentence, apart[-1].sentence, atol=1e-5)
+
+
+def test_packs_fill_up_to_the_limit_in_order():
+    assert packs([3, 0, 4, 2, 5], 7) == [[0, 2], [3, 4]]
+    assert packs([], 7) == [] and packs([0, 0], 7) == []

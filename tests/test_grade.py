@@ -183,8 +183,7 @@ def test_alignment_ignores_the_question_restated(grader, rubrics):
 
 
 def test_an_answer_longer_than_the_model_limit_is_graded_on_every_clause(grader, settings, rubrics):
-    # Past 256 word pieces a pooled answer is read in overlapping windows: a point made only at the end counts.
-    grader = Grader(settings.model_copy(update={"span_vectors": "pooled"}), encoder=grader.encoder)
+    # Past 256 word pieces a pooled answer is read in several packed passes: a point made only at the end counts.
     filler = "Pooling layers appear in most convolutional networks used for image classification today. " * 30
     answer = filler + "Max pooling has no parameters, so there is nothing to learn."
     assert len(grader.encoder._pieces.encode(answer).ids) > 256
@@ -194,11 +193,15 @@ def test_an_answer_longer_than_the_model_limit_is_graded_on_every_clause(grader,
 
 
 def test_span_vectors_setting_is_named_in_the_fingerprint(grader, settings, rubrics):
-    pooled = Grader(settings.model_copy(update={"span_vectors": "pooled"}), encoder=grader.encoder)
+    separate = Grader(settings.model_copy(update={"span_vectors": "separate"}), encoder=grader.encoder)
     rubric = rubrics["max-pooling"]
-    assert grader.fingerprint(rubric).span_vectors == "separate" == settings.span_vectors
-    assert pooled.fingerprint(rubric).span_vectors == "pooled"
+    assert grader.fingerprint(rubric).span_vectors == "pooled" == settings.span_vectors
+    assert separate.fingerprint(rubric).span_vectors == "separate"
+    grader.grade(rubric, ONE_POINT)  # the rubric's vectors cached
     before = grader.encoder.calls
-    one = pooled.grade(rubric, ONE_POINT)
+    one = grader.grade(rubric, "Max pooling has no parameters, so there is nothing to learn. " + ONE_POINT)
     assert grader.encoder.calls == before + 1  # the answer read once, in one call
-    assert [v.status for v in one.key_points] == [v.status for v in grader.grade(rubric, ONE_POINT).key_points]
+    assert [v.status for v in grader.grade(rubric, ONE_POINT).key_points] == [
+        v.status for v in separate.grade(rubric, ONE_POINT).key_points
+    ]
+    assert one.fingerprint.span_vectors == "pooled"
