@@ -118,7 +118,13 @@ class Settings(BaseSettings):
     )
     max_batch_answers: int = Field(64, ge=1, description="most answers in one POST /v1/grade/batch")
     max_body_bytes: int = Field(1_000_000, ge=1024)
-    microbatch_window_ms: float = Field(3.0, ge=0)
+    microbatch_window_ms: float = Field(
+        0.0,
+        ge=0,
+        description="how long the model's thread waits for more answers after the first; every text gets a forward "
+        "pass of its own (a grade must not depend on batch-mates), so waiting saves no model time and 0 only takes "
+        "what is already queued",
+    )
     microbatch_max_size: int = Field(64, ge=1)
     max_upload_bytes: int = Field(
         500_000_000, ge=1024, description="body limit for uploads to /v1/jobs (answer files); other routes: max_body_bytes"
