@@ -5,7 +5,8 @@ only its isotonic curve (expected coverage -> share of max_score) by one fitted 
 also holds the reviewed answers themselves, per rubric, as references: an answer close to a reviewed answer
 is pulled towards that answer's human share (``pulled_towards_reviews``). Both act on the mapped share
 *before* the guards' hard effects (``grader.score.mapped_points``): zero flags still give 0, a contradicted
-point's weight still comes off, a bare list of terms stays under its ceiling, no stated point gives 0.
+point's weight still comes off, a bare list of terms stays under its ceiling. An answer stating no key point
+gets no share from the curve; only its reviewed neighbours can lift it (people graded answers like it).
 
 Turned on with ``GRADER_REVIEW_CALIBRATIONS`` (artefact paths); an artefact fitted on one rubric wins over
 a global one for that rubric, and the fingerprint of every grade it touched names it (``name``).
