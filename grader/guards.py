@@ -167,20 +167,23 @@ _BOUND = re.compile(rf"\W*(?:\w+\W+){{0,2}}?{_COMPARATIVE}", re.IGNORECASE)
 _COMPARES = re.compile(rf"\b{_COMPARATIVE}", re.IGNORECASE)
 SCOPE_WORDS = 3  # the content words after a negation cue that it negates ("does not [normalize the activations]")
 _SCOPE_END = re.compile(r"[,;:.!?()\[\]]")
+_CONTRASTED_VALUE = re.compile(r"\s*[-+~]?\d")  # "instead of 25": a value contrasted, not a claim denied
 # "It is not true that ...", "not the case that ...": the cue negates the whole proposition that follows.
-_CONTRASTED_VALUE = re.compile(r"\s*[-+~]?\d")
 _PROPOSITION = re.compile(r"\s+(?:true|the case|correct|so)\s+that\b", re.IGNORECASE)
-
-
 # "It is false that ...", "a myth that ...": the words that call a proposition untrue without a negation cue.
 _FALSE_THAT = re.compile(r"\b(?:false|untrue|wrong|incorrect|a myth)\s+that\b", re.IGNORECASE)
+
+
+def untrue_propositions(text: str) -> list[int]:
+    """Offsets in ``text`` where a proposition called untrue begins ("it is not true that | P", "a myth that | P")."""
+    after_cue = [p.end() for m in _NEGATION.finditer(text) if (p := _PROPOSITION.match(text, m.end()))]
+    return after_cue + [m.end() for m in _FALSE_THAT.finditer(text)]
 
 
 def denies_proposition(statement: str, evidence: str) -> bool:
     """Whether ``evidence`` says "it is not true that P" (or "not the case that P", "false that P") with P about ``statement``."""
     said = content_stems(statement)
-    openings = [p.end() for m in _NEGATION.finditer(evidence) if (p := _PROPOSITION.match(evidence, m.end()))]
-    for start in openings + [m.end() for m in _FALSE_THAT.finditer(evidence)]:
+    for start in untrue_propositions(evidence):
         proposition = _SCOPE_END.split(evidence[start:], maxsplit=1)[0]
         hits = [stem(w) in said for w in words(proposition) if w not in ENGLISH_STOP_WORDS and len(w) > 2]
         if hits and sum(hits) >= min(2, len(hits)):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from .guards import untrue_propositions
+
 
 @dataclass(frozen=True, slots=True)
 class Clause:
@@ -30,17 +32,13 @@ _BULLET = re.compile(r"^\s*(?:[-*•·–—>]+|\(?\d{1,2}[.)]|\(?[a-zA-Z][.)](?
 # A sentence ends at . ! ? (and closing quotes/brackets) followed by whitespace.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 _SEMICOLON = re.compile(r"\s*;\s*")
-_CONTRASTS = "but|while|whereas|although|though|however"
-_CONJUNCTION = re.compile(
-    rf",\s+(?:and|so|which|because|{_CONTRASTS})\b\s*|\s+(?:whereas|but also|but|while)\s+", re.IGNORECASE
+_CONTRAST = re.compile(
+    r",\s+(?:but|while|whereas|although|though|however)\b\s*|\s+(?:whereas|but also|but|while)\s+", re.IGNORECASE
 )
-_CONTRAST = re.compile(rf",\s+(?:{_CONTRASTS})\b\s*|\s+(?:whereas|but also|but|while)\s+", re.IGNORECASE)
+_CONJUNCTION = re.compile(rf",\s+(?:and|so|which|because)\b\s*|{_CONTRAST.pattern}", re.IGNORECASE)
 # "It is not true that A, so B" denies the whole sentence, not only A: after such an opening only a contrast
 # ("..., but B") starts a clause of its own; otherwise B would stand as an undenied statement.
-_DENIED_SENTENCE = re.compile(
-    r"^\W*(?:\w+\W+){0,3}?(?:not|n't|never)\s+(?:true|the case|correct)\s+that\b|^\W*(?:\w+\W+){0,3}?false\s+that\b",
-    re.IGNORECASE,
-)
+DENIAL_OPENING_WORDS = 8  # words up to the proposition: "It is not true that", "Contrary to that, it is a myth that"
 _ABBREVIATIONS = {"e.g.", "i.e.", "etc.", "vs.", "cf.", "approx.", "fig.", "eq.", "dr.", "mr.", "ms.", "al.", "resp."}
 LONG_SENTENCE_WORDS = 14  # only sentences longer than this are split at conjunctions
 MIN_CLAUSE_WORDS = 3  # shorter pieces are merged into the previous clause
@@ -60,6 +58,11 @@ def _split(text: str, start: int, pattern: re.Pattern[str], keep=None) -> list[t
         pos = m.end()
     spans.append((start + pos, start + len(text)))
     return spans
+
+
+def _denied_whole(sentence: str) -> bool:
+    """Whether the sentence opens by calling what follows untrue (``guards.untrue_propositions``)."""
+    return any(_words(sentence[:start]) <= DENIAL_OPENING_WORDS for start in untrue_propositions(sentence))
 
 
 def _not_abbreviation(text: str, m: re.Match[str]) -> bool:
@@ -85,7 +88,7 @@ def segment_answer(answer: str) -> list[Clause]:
                 # A question is kept whole, so a restated question is recognised as one.
                 sentence = answer[s1:e1]
                 if _words(sentence) > LONG_SENTENCE_WORDS and not sentence.rstrip().endswith("?"):
-                    spans.extend(_split(sentence, s1, _CONTRAST if _DENIED_SENTENCE.match(sentence) else _CONJUNCTION))
+                    spans.extend(_split(sentence, s1, _CONTRAST if _denied_whole(sentence) else _CONJUNCTION))
                 else:
                     spans.append((s1, e1))
     merged: list[tuple[int, int]] = []

@@ -86,7 +86,7 @@ def test_negating_a_stated_point_costs_at_least_its_share(grader, shipped):
     check()
 
 
-@pytest.mark.parametrize("cue", ["It is not true that ", "It is false that "])
+@pytest.mark.parametrize("cue", ["It is not true that ", "It is false that ", "It is a myth that "])
 def test_negating_any_one_clause_point_of_a_full_answer_costs_its_share(grader, shipped, cue):
     """Every one-clause key point of every shipped rubric, denied in an answer that states all the others."""
     cases = [(r, i) for r in shipped.values() for i, kp in enumerate(r.key_points) if len(segment_answer(kp.text)) == 1]
