@@ -159,6 +159,62 @@ def polarity_flipped(statement: str, evidence: str) -> bool:
     return negated != swapped
 
 
+# Named counterparts: terms that differ only in a number ("L1" / "L2", "IPv4" / "IPv6") or in an over/under
+# prefix ("overfitting" / "underfitting"). A rubric that names one in one key point and its counterpart in
+# another contrasts them, and a clause that says one point's thing of the other names the wrong one: "L2 is the
+# one that zeroes out weights" swaps the roles of the L1 point.
+_TERM = re.compile(r"\b[A-Za-z]+\d*\b")
+_NUMBERED = re.compile(r"([a-z]+)(\d+)")
+_COUNTER_PREFIXES = ("over", "under")
+Named = tuple[str, str]  # (what counterparts share, what sets this one apart): ("l", "1"), ("fit", "over")
+
+
+def _named(term: str) -> Named | None:
+    """A term with counterparts as (shared part, distinguishing part); None for a term without any."""
+    if m := _NUMBERED.fullmatch(term):
+        return m.group(1), m.group(2)
+    for prefix in _COUNTER_PREFIXES:
+        if term.startswith(prefix) and len(term) > len(prefix) + 2:
+            return stem(term[len(prefix) :]), prefix
+    return None
+
+
+def named_terms(text: str) -> set[Named]:
+    """The terms of ``text`` that have counterparts, inflections merged ("overfits", "overfitting")."""
+    return {n for t in _TERM.findall(text) if (n := _named(t.lower()))}
+
+
+def contrasted_terms(points: list[str]) -> list[dict[Named, set[Named]]]:
+    """Per key point (all its texts joined), each term it names whose counterparts only other key points name.
+
+    ``{("l", "1"): {("l", "2")}}`` for the L1 point of a rubric that also has an L2 point; empty for most rubrics.
+    """
+    named = [named_terms(text) for text in points]
+    out: list[dict[Named, set[Named]]] = []
+    for k, own in enumerate(named):
+        # A point that names both a term and its counterpart compares them (and is never swapped), as does a
+        # point naming both for the others.
+        out.append({
+            a: found
+            for a in own
+            if (found := {b for j, n in enumerate(named) if j != k and a not in n for b in n - own if b[0] == a[0]})
+        })
+    return out
+
+
+SUBJECT_WORDS = 4  # a counterpart named this early is what the clause is about ("L2 is the one that ...")
+
+
+def swaps_counterpart(contrasts: dict[Named, set[Named]], evidence: str) -> bool:
+    """Whether ``evidence`` is about a counterpart of the key point's own term, which it does not name.
+
+    Only a counterpart in the clause's first few words counts: "L2 is the one that zeroes out weights" is
+    about L2; "which is why lasso selects features, L2 shrinks them" says the L1 point's thing of lasso.
+    """
+    said, subject = named_terms(evidence), named_terms(" ".join(evidence.split()[:SUBJECT_WORDS]))
+    return any(a not in said and subject & others for a, others in contrasts.items())
+
+
 # "no more than two children", "cannot be longer than 8 bytes", "must not exceed the window" state a bound:
 # they restate a statement about a maximum or a size ("at most two children") and deny only a statement
 # that makes the same comparison ("a node can have more than two children").

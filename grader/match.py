@@ -20,7 +20,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer
 
-from .guards import content_stems
+from .guards import content_stems, contrasted_terms
 from .rubric import Rubric
 from .segment import Clause
 
@@ -62,6 +62,7 @@ class RubricVectors:
     tokens: np.ndarray  # (N, d) the word tokens of every target, target after target
     token_weights: np.ndarray  # (N,) how far each token is from every word of the question (1 - nearest)
     token_starts: np.ndarray  # (T,) first token row of each target
+    contrasts: list[dict]  # (K,) per key point, its named terms whose counterparts other points name (guards)
 
     @classmethod
     def from_embeddings(
@@ -112,6 +113,7 @@ class RubricVectors:
             tokens=token_rows,
             token_weights=weights.astype(np.float32),
             token_starts=np.cumsum([0, *(len(t) for t in per_target[:-1])]),
+            contrasts=contrasted_terms([" ".join([kp.id, kp.text, *kp.paraphrases]) for kp in rubric.key_points]),
         )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .calibrate import Calibration, features_from
-from .guards import polarity_flipped, states_claim
+from .guards import polarity_flipped, states_claim, swaps_counterpart
 from .mapping import POINT_FEATURES, ScoreMapping
 from .match import RubricVectors, Similarities, Span, alignment, span_new_words, span_text, token_matches
 from .result import Evidence, KeyPointVerdict, Status
@@ -165,7 +165,10 @@ def judge_key_points(
             support[:n_clauses, k] >= nearest_point - EVIDENCE_MARGIN
         )
         for c in np.flatnonzero(about):
-            flipped[c] = polarity_flipped(rv.target_texts[sims.best_target[c, k]], view.clauses[c].text)
+            clause = view.clauses[c].text
+            # Naming the counterpart swaps roles only in a clause that says this point's thing more than any other's.
+            swapped = clause_points[c].argmax() == k and swaps_counterpart(rv.contrasts[k], clause)
+            flipped[c] = polarity_flipped(rv.target_texts[sims.best_target[c, k]], clause) != swapped
         if flipped.any():
             c = int(np.flatnonzero(flipped)[support[:n_clauses, k][flipped].argmax()])
             if support[c, k] > against[k]:

@@ -1,6 +1,7 @@
 """Split an answer into clauses with character offsets, so evidence can point into the original text.
 
-Boundaries, in order: line breaks and bullets, sentence ends, semicolons, and, in long sentences
+Boundaries, in order: line breaks and bullets (not a soft wrap: a line that stops mid-sentence and goes on
+in the next), sentence ends, semicolons, and, in long sentences
 only, conjunctions that join two statements (", and", ", but", "whereas", ...; after "it is not true
 that", contrasts only). Pieces too short to state anything are merged into their neighbour.
 """
@@ -28,7 +29,7 @@ class Clause:
 
 
 _LINE = re.compile(r"[^\n\r]+")
-_BULLET = re.compile(r"^\s*(?:[-*•·–—>]+|\(?\d{1,2}[.)]|\(?[a-zA-Z][.)](?=\s))\s*")
+_BULLET = re.compile(r"^\s*(?:[-*•·–—>▪◦]+|o(?=\t| {2})|\(?\d{1,2}[.)]|\(?[a-zA-Z][.)](?=\s))\s*")
 # A sentence ends at . ! ? (and closing quotes/brackets) followed by whitespace.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 _SEMICOLON = re.compile(r"\s*;\s*")
@@ -40,6 +41,11 @@ _CONJUNCTION = re.compile(rf",\s+(?:and|so|which|because)\b\s*|{_CONTRAST.patter
 # ("..., but B") starts a clause of its own; otherwise B would stand as an undenied statement.
 DENIAL_OPENING_WORDS = 8  # words up to the proposition: "It is not true that", "Contrary to that, it is a myth that"
 _ABBREVIATIONS = {"e.g.", "i.e.", "etc.", "vs.", "cf.", "approx.", "fig.", "eq.", "dr.", "mr.", "ms.", "al.", "resp."}
+# A line break inside a sentence is a wrap, not a boundary: pasted or hard-wrapped text breaks lines at a
+# width, and a clause cut there ("L1 never makes them" / "exactly zero") no longer says what it said. A
+# break is a wrap when the line does not end a sentence and the next is no list item and either goes on in
+# lower case or follows a line of running text this long (a bare list of short lines stays a list).
+WRAPPED_LINE_WORDS = 8
 LONG_SENTENCE_WORDS = 14  # only sentences longer than this are split at conjunctions
 MIN_CLAUSE_WORDS = 3  # shorter pieces are merged into the previous clause
 
@@ -65,9 +71,35 @@ def _denied_whole(sentence: str) -> bool:
     return any(_words(sentence[:start]) <= DENIAL_OPENING_WORDS for start in untrue_propositions(sentence))
 
 
+def _wrapped(line: str, following: str) -> bool:
+    """Whether the single line break between ``line`` and ``following`` only wraps a sentence."""
+    end = line.rstrip()
+    if not end or _BULLET.match(following):
+        return False
+    if end[-1] in ".!?:;":  # a sentence ends there, unless the line ends in "e.g." and the like
+        return _abbreviation(end)
+    return following.lstrip()[:1].islower() or end[-1] == "," or _words(end) >= WRAPPED_LINE_WORDS
+
+
+def _lines(answer: str) -> list[tuple[int, int]]:
+    """(start, end) of each logical line: physical lines, with soft-wrapped ones joined across the break."""
+    out: list[tuple[int, int]] = []
+    for line in _LINE.finditer(answer):
+        if out and answer[out[-1][1] : line.start()].count("\n") <= 1 and _wrapped(answer[slice(*out[-1])], line.group()):
+            out[-1] = (out[-1][0], line.end())
+        else:
+            out.append((line.start(), line.end()))
+    return out
+
+
+def _abbreviation(text: str) -> bool:
+    """Whether ``text`` ends in an abbreviation ("e.g.", "(i.e."), whose full stop ends no sentence."""
+    last = text.rsplit(None, 1)
+    return bool(last) and last[-1].lstrip("([{\"'").lower() in _ABBREVIATIONS
+
+
 def _not_abbreviation(text: str, m: re.Match[str]) -> bool:
-    before = text[: m.start()].rsplit(None, 1)
-    return not before or before[-1].lower() not in _ABBREVIATIONS
+    return not _abbreviation(text[: m.start()])
 
 
 def _trim(answer: str, start: int, end: int) -> tuple[int, int]:
@@ -80,10 +112,10 @@ def _trim(answer: str, start: int, end: int) -> tuple[int, int]:
 def segment_answer(answer: str) -> list[Clause]:
     """Clauses of ``answer`` in order, each with its offsets; empty text gives no clauses."""
     spans: list[tuple[int, int]] = []
-    for line in _LINE.finditer(answer):
-        bullet = _BULLET.match(line.group())
-        line_start = line.start() + (bullet.end() if bullet else 0)
-        for s0, e0 in _split(answer[line_start : line.end()], line_start, _SENTENCE_END, _not_abbreviation):
+    for start, end in _lines(answer):
+        bullet = _BULLET.match(answer[start:end])
+        line_start = start + (bullet.end() if bullet else 0)
+        for s0, e0 in _split(answer[line_start:end], line_start, _SENTENCE_END, _not_abbreviation):
             for s1, e1 in _split(answer[s0:e0], s0, _SEMICOLON):
                 # A question is kept whole, so a restated question is recognised as one.
                 sentence = answer[s1:e1]

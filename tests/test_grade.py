@@ -142,6 +142,22 @@ def test_stating_a_listed_contradiction_costs_the_key_points_weight(grader, rubr
     assert result.coverage == pytest.approx(max(0.0, earned), abs=1e-3) and result.coverage >= 0
 
 
+def test_swapped_roles_and_a_hard_wrapped_denial_earn_nothing_for_the_point(grader, rubrics):
+    # The L1 point's claim said of L2, and "never ... exactly zero" wrapped across two lines: neither states L1's
+    # sparsity; the same answer with the roles right and written on one line does.
+    rubric = rubrics["regularization"]
+    right, swapped = grader.grade_many([
+        (rubric, "You add a penalty on the weights to the loss. L1 is the one that zeroes out features, "
+                 "and L2 shrinks all the weights smoothly."),
+        (rubric, "You add a penalty on the weights to the loss. L1 shrinks weights but never makes them\n"
+                 "exactly zero, and L2 is the one that zeroes out features."),
+    ])
+    status = {r: {v.id: v.status for v in res.key_points} for r, res in (("right", right), ("swapped", swapped))}
+    assert status["right"]["l1-sparsity"] in ("covered", "partial")
+    assert status["swapped"]["l1-sparsity"] in ("missing", "contradicted")
+    assert swapped.score < right.score
+
+
 def test_a_point_made_in_the_keys_own_words_earns_partial_credit_unless_denied(grader):
     # MiniLM leaves "Arrays are passed by reference." below the partial threshold for the key "by reference."
     # (Mohler; human grade 5 of 5); the words it shares with the key beyond the question's make it partial.

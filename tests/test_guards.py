@@ -5,6 +5,7 @@ import pytest
 from eval.attacks import RULES, load_cases
 from grader.guards import (
     adds_to_question,
+    contrasted_terms,
     instruction_parts,
     is_instruction,
     is_keyword_list,
@@ -12,6 +13,7 @@ from grader.guards import (
     is_non_answer,
     polarity_flipped,
     stem,
+    swaps_counterpart,
 )
 
 
@@ -174,3 +176,21 @@ def test_words_are_stemmed_by_snowball():
     assert stem("adding") == stem("adds") == "add"
     assert stem("normalizes") == stem("normalization") == stem("normalize")
     assert stem("slides") == stem("slide") and stem("maps") == "map"
+
+
+def test_a_clause_about_the_counterpart_of_a_points_term_swaps_roles():
+    points = [
+        "l1-sparsity L1 or lasso pushes some weights exactly to zero.",
+        "l2-shrinkage L2 or ridge shrinks the weights without making them zero.",
+        "detection A gap between training and validation error signals overfitting, both high underfitting.",
+        "prevents-overfitting It stops the model from overfitting.",
+    ]
+    l1, l2, detection, overfitting = contrasted_terms(points)
+    assert l1 == {("l", "1"): {("l", "2")}} and l2 == {("l", "2"): {("l", "1")}}
+    assert detection == {} and overfitting == {}  # no other point names underfitting alone; "detection" names both
+    assert swaps_counterpart(l1, "L2 is the one that zeroes out features.")
+    assert not swaps_counterpart(l1, "L1 and L2 both penalize weights; L1 zeroes some of them.")
+    assert not swaps_counterpart(l1, "which is why lasso selects features, L2 shrinks all of them")  # L2 not the subject
+    assert not swaps_counterpart(l2, "L2 (ridge) shrinks the weights smoothly.")
+    # Numbers glued to other digits are sizes, not names: "3x3" and "5x5" are no counterparts.
+    assert contrasted_terms(["two 3x3 kernels", "one 5x5 kernel"]) == [{}, {}]

@@ -37,3 +37,17 @@ def test_tiny_fragments_join_their_neighbour_and_empty_text_has_no_clauses():
         "It keeps variance.",
     ]
     assert segment_answer("   \n  ") == []
+
+
+def test_a_line_break_inside_a_sentence_is_a_wrap_but_lists_stay_lists():
+    # Hard-wrapped text: the break is a space, so "never makes them ... exactly zero" stays one statement.
+    wrapped = "L1 never makes the weights\nexactly zero. L2 is the one that zeroes out features and keeps\nthe model small."
+    assert [c.text for c in segment_answer(wrapped)] == [
+        "L1 never makes the weights\nexactly zero.",
+        "L2 is the one that zeroes out features and keeps\nthe model small.",
+    ]
+    # Short lines without punctuation, bullets, or a blank line between paragraphs are boundaries.
+    listed = "Steps:\nCollect the data\nClean the data\n- train a model\n\nthen evaluate it"
+    assert [c.text for c in segment_answer(listed)] == [
+        "Steps:", "Collect the data", "Clean the data", "train a model", "then evaluate it",
+    ]
