@@ -1,15 +1,17 @@
 """Split an answer into clauses with character offsets, so evidence can point into the original text.
 
-Boundaries, in order: line breaks and bullets (not a soft wrap: a line that stops mid-sentence and goes on
-in the next), sentence ends, semicolons, and, in long sentences
-only, conjunctions that join two statements (", and", ", but", "whereas", ...; after "it is not true
-that", contrasts only). Pieces too short to state anything are merged into their neighbour.
+Boundaries, in order: line breaks (not one that only wraps a sentence) and bullets, sentence ends,
+semicolons, and, in long sentences only, conjunctions that join two statements (", and", ", but",
+"whereas", ...; after "it is not true that", contrasts only). Pieces too short to state anything are
+merged into their neighbour.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from .guards import untrue_propositions
 
@@ -43,9 +45,9 @@ DENIAL_OPENING_WORDS = 8  # words up to the proposition: "It is not true that", 
 _ABBREVIATIONS = {"e.g.", "i.e.", "etc.", "vs.", "cf.", "approx.", "fig.", "eq.", "dr.", "mr.", "ms.", "al.", "resp."}
 # A line break inside a sentence is a wrap, not a boundary: pasted or hard-wrapped text breaks lines at a
 # width, and a clause cut there ("L1 never makes them" / "exactly zero") no longer says what it said. A
-# break is a wrap when the line does not end a sentence and the next is no list item and either goes on in
-# lower case or follows a line of running text this long (a bare list of short lines stays a list).
-WRAPPED_LINE_WORDS = 8
+# break is a wrap when the line does not end a sentence, the next is no list item, and the sentence visibly
+# goes on: the next line starts in lower case, or the line ends in a comma or a function word ("the", "and").
+# A line of its own without a full stop (SAF's "Data plane: ..." lines) stays a clause.
 LONG_SENTENCE_WORDS = 14  # only sentences longer than this are split at conjunctions
 MIN_CLAUSE_WORDS = 3  # shorter pieces are merged into the previous clause
 
@@ -78,7 +80,8 @@ def _wrapped(line: str, following: str) -> bool:
         return False
     if end[-1] in ".!?:;":  # a sentence ends there, unless the line ends in "e.g." and the like
         return _abbreviation(end)
-    return following.lstrip()[:1].islower() or end[-1] == "," or _words(end) >= WRAPPED_LINE_WORDS
+    last = end.rsplit(None, 1)[-1].lower()
+    return following.lstrip()[:1].islower() or end[-1] == "," or last in ENGLISH_STOP_WORDS
 
 
 def _lines(answer: str) -> list[tuple[int, int]]:
