@@ -157,9 +157,9 @@ def _serve(settings: Settings, url: str, **extra) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def client(settings: Settings, grader, tmp_path_factory) -> Iterator[httpx.Client]:
-    db = tmp_path_factory.mktemp("review-api") / "api.db"
-    for base in _serve(settings, f"sqlite:///{db}"):
+def client(settings: Settings, grader, module_store_url: str) -> Iterator[httpx.Client]:
+    """One server per backend for the module's HTTP tests."""
+    for base in _serve(settings, module_store_url):
         with httpx.Client(base_url=base, timeout=60) as c:
             yield c
 
@@ -215,8 +215,8 @@ def test_queue_and_agreement_over_http(client):
     assert client.get("/v1/rubrics/no-such-rubric/agreement").status_code == 404
 
 
-def test_with_require_api_key_every_endpoint_needs_a_key(settings: Settings, grader, tmp_path):
-    for base in _serve(settings, f"sqlite:///{tmp_path / 'locked.db'}", require_api_key=True, rubrics_dir=tmp_path):
+def test_with_require_api_key_every_endpoint_needs_a_key(settings: Settings, grader, store_url, tmp_path):
+    for base in _serve(settings, store_url, require_api_key=True, rubrics_dir=tmp_path):
         grade = {"rubric": {"id": "x", "question": "Why?", "key_points": [{"id": "a", "text": "Because."}]}, "answer": "Because."}
         assert httpx.post(f"{base}/v1/grade", json=grade).status_code == 401
         assert httpx.get(f"{base}/v1/rubrics").status_code == 401
