@@ -225,16 +225,14 @@ def test_with_require_api_key_every_endpoint_needs_a_key(settings: Settings, gra
         assert httpx.get(f"{base}/healthz").status_code == 200
 
 
-def test_eight_clients_reviewing_one_result_at_once_lose_no_review(settings: Settings, grader, store_url):
-    for base in _serve(settings, store_url, rubrics_dir=settings.rubrics_dir):
-        with httpx.Client(base_url=base, timeout=60) as c:
-            (rid,) = _graded_ids(c, ANSWERS[2:3])
+def test_eight_clients_reviewing_one_result_at_once_lose_no_review(client):
+    (rid,) = _graded_ids(client, ANSWERS[2:3])
 
-            def review(i: int) -> int:
-                key = ALICE if i % 2 else BOB
-                return c.post(f"/v1/results/{rid}/review", json={"score": i * 0.5, "comment": f"c{i}"}, headers=key).status_code
+    def review(i: int) -> int:
+        key = ALICE if i % 2 else BOB
+        return client.post(f"/v1/results/{rid}/review", json={"score": i * 0.5, "comment": f"c{i}"}, headers=key).status_code
 
-            with ThreadPoolExecutor(8) as pool:
-                assert list(pool.map(review, range(8))) == [200] * 8
-            history = c.get(f"/v1/results/{rid}/reviews").json()["reviews"]
-            assert sorted(r["comment"] for r in history) == [f"c{i}" for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(review, range(8))) == [200] * 8
+    history = client.get(f"/v1/results/{rid}/reviews").json()["reviews"]
+    assert sorted(r["comment"] for r in history) == [f"c{i}" for i in range(8)]
