@@ -7,9 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from pydantic import ValidationError
 from tests.conftest import serve_app, store_at_revision
 
-from grader.errors import ReviewError, UnknownResult
+from grader.errors import GraderError, ReviewError, UnknownResult
 from grader.review import ReviewInput, agreement_of, decode_cursor, pick_informative
 from grader.settings import Settings, named_api_keys
 from grader.store import Store
@@ -117,6 +118,18 @@ def test_a_store_from_before_reviews_is_upgraded_and_its_results_join_the_queue(
     assert queued.id == "old" and queued.confidence == graded[4].confidence
 
 
+def test_a_nul_character_is_dropped_from_an_answer_and_refused_in_a_comment_or_reviewer_name(store_url, graded):
+    # PostgreSQL text cannot hold NUL; the grader ignores it in answers, so the stored answer only loses what grading did.
+    store = Store(store_url)
+    (rid,) = store.save_results(["It makes\x00 training faster."], graded[2:3])
+    assert store.get_result(rid)[0] == "It makes training faster."
+    with pytest.raises(ValidationError, match="NUL character"):
+        ReviewInput(score=1, comment="fine\x00")
+    with pytest.raises(GraderError) as bad_name:
+        store.add_review(rid, ReviewInput(score=1), "al\x00ice")
+    assert bad_name.value.field == "reviewer" and store.reviews_of(rid) == []
+
+
 # -- the core functions ------------------------------------------------------------------------------------
 
 
@@ -196,6 +209,15 @@ def test_review_errors_are_401_403_404_and_422_naming_the_field(client):
     assert bad_status.status_code == 422 and bad_status.json()["error"]["field"].startswith("key_points")
     assert client.get("/v1/review", params={"cursor": "garbage"}).json()["error"]["field"] == "cursor"
     assert client.get(f"/v1/results/{rid}").json()["review"] is None
+
+
+def test_an_answer_or_comment_with_a_nul_character_is_never_a_500(client):
+    graded = client.post("/v1/grade", json={"rubric_id": RUBRIC, "answer": "It makes\u0000 training faster."})
+    assert graded.status_code == 200, graded.text
+    rid = graded.json()["id"]
+    assert client.get(f"/v1/results/{rid}").json()["answer"] == "It makes training faster."
+    refused = client.post(f"/v1/results/{rid}/review", json={"score": 1, "comment": "ok\u0000"}, headers=ALICE)
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "comment", refused.text
 
 
 def test_queue_and_agreement_over_http(client):

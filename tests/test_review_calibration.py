@@ -180,7 +180,9 @@ def test_review_calibration_is_cross_validated_and_named_in_the_fingerprint(
     assert grader.grade(mohler, answer).fingerprint.calibration == "evidence@v1"
 
 
-def test_one_rubric_is_cross_validated_by_answer_versioned_on_refit_and_too_few_reviews_are_refused(reviewed_store, tmp_path, monkeypatch):
+def test_one_rubric_is_cross_validated_by_answer_versioned_on_refit_and_too_few_reviews_are_refused(
+    reviewed_store, tmp_path, monkeypatch
+):
     one_rubric = ["calibrate", "--from-reviews", "--rubric", "mohler-1-1", "--out", str(tmp_path / "one.json")]
     refused = runner.invoke(app, one_rubric)  # Mohler 1.1 has 29 answers; the default minimum is 30
     assert refused.exit_code == 2 and not (tmp_path / "one.json").exists()
