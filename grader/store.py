@@ -39,6 +39,11 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _as_utc(moment: datetime) -> datetime:
+    """A stored time as UTC: SQLite gives back the naive UTC time it was given, PostgreSQL an aware one."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -89,7 +94,7 @@ class ReviewRow(Base):
     def to_review(self) -> Review:
         return Review(
             score=self.score, key_points=self.key_points or {}, comment=self.comment, reviewer=self.reviewer,
-            created_at=self.created_at,
+            created_at=_as_utc(self.created_at),
         )
 
 

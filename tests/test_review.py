@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -51,6 +52,7 @@ def test_a_review_is_stored_beside_the_result_and_never_changes_the_machine_grad
     assert (review.score, review.reviewer, review.comment) == (1.5, "alice", "too generous")
     assert store.get_result(rid) == before  # the machine grade is untouched
     assert store.latest_review(rid).key_points == {"faster-stable": "missing"}
+    assert store.latest_review(rid).created_at.utcoffset() == review.created_at.utcoffset() == timedelta(0)  # UTC on both
 
 
 def test_a_second_review_keeps_the_first_and_the_latest_counts(store_url, graded):
