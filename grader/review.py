@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sklearn.metrics import cohen_kappa_score
 
 from .errors import GraderError, ReviewError, UnknownRubric
@@ -38,6 +38,14 @@ class ReviewInput(BaseModel):
         default_factory=dict, description="key point id -> covered | partial | missing | contradicted, as the reviewer sees it"
     )
     comment: str | None = Field(None, max_length=MAX_COMMENT_CHARS)
+
+    @field_validator("comment")
+    @classmethod
+    def _no_nul(cls, comment: str | None) -> str | None:
+        # PostgreSQL text cannot hold NUL: refused here on every store, so a review never fails inside one.
+        if comment is not None and "\x00" in comment:
+            raise ValueError(f"comment has a NUL character (\\u0000) at offset {comment.index(chr(0))}; remove it")
+        return comment
 
 
 class Review(ReviewInput):

@@ -39,6 +39,11 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _as_utc(moment: datetime) -> datetime:
+    """A stored time as UTC: SQLite gives back the naive UTC time it was given, PostgreSQL an aware one."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -89,7 +94,7 @@ class ReviewRow(Base):
     def to_review(self) -> Review:
         return Review(
             score=self.score, key_points=self.key_points or {}, comment=self.comment, reviewer=self.reviewer,
-            created_at=self.created_at,
+            created_at=_as_utc(self.created_at),
         )
 
 
@@ -273,12 +278,16 @@ class Store:
 
     # -- results -------------------------------------------------------------------------------
     def save_results(self, answers: list[str], results: list[GradeResult]) -> list[str]:
-        """Store graded results (with their fingerprints); returns their ids in order."""
+        """Store graded results (with their fingerprints); returns their ids in order.
+
+        NUL characters are dropped from the answers: PostgreSQL text cannot hold them, and grading ignored them
+        (``grader.grade.clean_answer`` drops control characters), so nothing the grader read is lost.
+        """
         rows = [
             ResultRow(
                 rubric_id=r.rubric_id,
                 rubric_version=r.fingerprint.rubric_version,
-                answer=a,
+                answer=a.replace("\x00", ""),
                 body=json.loads(r.model_dump_json()),
                 needs_review=r.needs_review,
                 confidence=r.confidence,
@@ -303,6 +312,10 @@ class Store:
     def _add_review(self, result_id: str, review: ReviewInput, reviewer: str) -> Review:
         if not 0 < len(reviewer) <= MAX_REVIEWER_CHARS:
             raise GraderError(f"a reviewer name has 1 to {MAX_REVIEWER_CHARS} characters, got {len(reviewer)}", field="reviewer")
+        if not reviewer.isprintable():  # a control character hides part of the name (and NUL fails on PostgreSQL)
+            raise GraderError(
+                f"reviewer name {reviewer!r} has a control character; use letters, digits and punctuation", field="reviewer"
+            )
         with self.session.begin() as s:
             row = s.get(ResultRow, result_id)
             if row is None:

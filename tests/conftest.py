@@ -99,12 +99,30 @@ def store_at_revision(url: str, revision: str, insert: str, params: dict):
     return engine
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path) -> str:
-    """A new empty database of each kind for every test (the PostgreSQL one on the session's throwaway server)."""
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _new_database(request: pytest.FixtureRequest, directory: Path) -> str:
+    """A new empty database of the kind ``request.param`` names (PostgreSQL: on the session's throwaway server)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'grader.db'}"
+        return f"sqlite:///{directory / 'grader.db'}"
     return request.getfixturevalue("postgres").create_database(f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request, tmp_path) -> str:
+    """A new empty database of each kind for every test."""
+    return _new_database(request, tmp_path)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_store_url(request, tmp_path_factory) -> str:
+    """A new empty database of each kind shared by one module's tests: for a served API or a store filled once.
+
+    pytest runs a module's tests grouped by backend (also under pytest-randomly), so each is set up once; the
+    tests must not depend on each other's rows.
+    """
+    return _new_database(request, tmp_path_factory.mktemp("store"))
 
 
 @pytest.fixture(scope="session")

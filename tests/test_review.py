@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import httpx
 import pytest
+from pydantic import ValidationError
 from tests.conftest import serve_app, store_at_revision
 
-from grader.errors import ReviewError, UnknownResult
+from grader.errors import GraderError, ReviewError, UnknownResult
 from grader.review import ReviewInput, agreement_of, decode_cursor, pick_informative
 from grader.settings import Settings, named_api_keys
 from grader.store import Store
@@ -50,6 +52,7 @@ def test_a_review_is_stored_beside_the_result_and_never_changes_the_machine_grad
     assert (review.score, review.reviewer, review.comment) == (1.5, "alice", "too generous")
     assert store.get_result(rid) == before  # the machine grade is untouched
     assert store.latest_review(rid).key_points == {"faster-stable": "missing"}
+    assert store.latest_review(rid).created_at.utcoffset() == review.created_at.utcoffset() == timedelta(0)  # UTC on both
 
 
 def test_a_second_review_keeps_the_first_and_the_latest_counts(store_url, graded):
@@ -117,6 +120,18 @@ def test_a_store_from_before_reviews_is_upgraded_and_its_results_join_the_queue(
     assert queued.id == "old" and queued.confidence == graded[4].confidence
 
 
+def test_a_nul_character_is_dropped_from_an_answer_and_refused_in_a_comment_or_reviewer_name(store_url, graded):
+    # PostgreSQL text cannot hold NUL; the grader ignores it in answers, so the stored answer only loses what grading did.
+    store = Store(store_url)
+    (rid,) = store.save_results(["It makes\x00 training faster."], graded[2:3])
+    assert store.get_result(rid)[0] == "It makes training faster."
+    with pytest.raises(ValidationError, match="NUL character"):
+        ReviewInput(score=1, comment="fine\x00")
+    with pytest.raises(GraderError) as bad_name:
+        store.add_review(rid, ReviewInput(score=1), "al\x00ice")
+    assert bad_name.value.field == "reviewer" and store.reviews_of(rid) == []
+
+
 # -- the core functions ------------------------------------------------------------------------------------
 
 
@@ -157,9 +172,9 @@ def _serve(settings: Settings, url: str, **extra) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def client(settings: Settings, grader, tmp_path_factory) -> Iterator[httpx.Client]:
-    db = tmp_path_factory.mktemp("review-api") / "api.db"
-    for base in _serve(settings, f"sqlite:///{db}"):
+def client(settings: Settings, grader, module_store_url: str) -> Iterator[httpx.Client]:
+    """One server per backend for the module's HTTP tests."""
+    for base in _serve(settings, module_store_url):
         with httpx.Client(base_url=base, timeout=60) as c:
             yield c
 
@@ -198,6 +213,15 @@ def test_review_errors_are_401_403_404_and_422_naming_the_field(client):
     assert client.get(f"/v1/results/{rid}").json()["review"] is None
 
 
+def test_an_answer_or_comment_with_a_nul_character_is_never_a_500(client):
+    graded = client.post("/v1/grade", json={"rubric_id": RUBRIC, "answer": "It makes\u0000 training faster."})
+    assert graded.status_code == 200, graded.text
+    rid = graded.json()["id"]
+    assert client.get(f"/v1/results/{rid}").json()["answer"] == "It makes training faster."
+    refused = client.post(f"/v1/results/{rid}/review", json={"score": 1, "comment": "ok\u0000"}, headers=ALICE)
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "comment", refused.text
+
+
 def test_queue_and_agreement_over_http(client):
     ids = _graded_ids(client)
     page = client.get("/v1/review", params={"rubric_id": RUBRIC, "limit": 200}).json()
@@ -215,8 +239,8 @@ def test_queue_and_agreement_over_http(client):
     assert client.get("/v1/rubrics/no-such-rubric/agreement").status_code == 404
 
 
-def test_with_require_api_key_every_endpoint_needs_a_key(settings: Settings, grader, tmp_path):
-    for base in _serve(settings, f"sqlite:///{tmp_path / 'locked.db'}", require_api_key=True, rubrics_dir=tmp_path):
+def test_with_require_api_key_every_endpoint_needs_a_key(settings: Settings, grader, store_url, tmp_path):
+    for base in _serve(settings, store_url, require_api_key=True, rubrics_dir=tmp_path):
         grade = {"rubric": {"id": "x", "question": "Why?", "key_points": [{"id": "a", "text": "Because."}]}, "answer": "Because."}
         assert httpx.post(f"{base}/v1/grade", json=grade).status_code == 401
         assert httpx.get(f"{base}/v1/rubrics").status_code == 401
@@ -225,16 +249,14 @@ def test_with_require_api_key_every_endpoint_needs_a_key(settings: Settings, gra
         assert httpx.get(f"{base}/healthz").status_code == 200
 
 
-def test_eight_clients_reviewing_one_result_at_once_lose_no_review(settings: Settings, grader, store_url):
-    for base in _serve(settings, store_url, rubrics_dir=settings.rubrics_dir):
-        with httpx.Client(base_url=base, timeout=60) as c:
-            (rid,) = _graded_ids(c, ANSWERS[2:3])
+def test_eight_clients_reviewing_one_result_at_once_lose_no_review(client):
+    (rid,) = _graded_ids(client, ANSWERS[2:3])
 
-            def review(i: int) -> int:
-                key = ALICE if i % 2 else BOB
-                return c.post(f"/v1/results/{rid}/review", json={"score": i * 0.5, "comment": f"c{i}"}, headers=key).status_code
+    def review(i: int) -> int:
+        key = ALICE if i % 2 else BOB
+        return client.post(f"/v1/results/{rid}/review", json={"score": i * 0.5, "comment": f"c{i}"}, headers=key).status_code
 
-            with ThreadPoolExecutor(8) as pool:
-                assert list(pool.map(review, range(8))) == [200] * 8
-            history = c.get(f"/v1/results/{rid}/reviews").json()["reviews"]
-            assert sorted(r["comment"] for r in history) == [f"c{i}" for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(review, range(8))) == [200] * 8
+    history = client.get(f"/v1/results/{rid}/reviews").json()["reviews"]
+    assert sorted(r["comment"] for r in history) == [f"c{i}" for i in range(8)]

@@ -1,11 +1,13 @@
 """Reviews refit the default score (``grader calibrate --from-reviews``), every guard kept; impact of an artefact.
 
-The store holds three Mohler questions graded by the real model, each answer reviewed with its human score.
+The store (SQLite and PostgreSQL) holds three Mohler questions graded by the real model, each answer reviewed with
+its human score.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import httpx
 import numpy as np
@@ -18,6 +20,7 @@ from grader.cli import app
 from grader.draft import draft_rubric
 from grader.grade import Grader
 from grader.mapping import load_mapping
+from grader.result import GradeResult
 from grader.review import ReviewInput
 from grader.review_calibration import (
     ReviewCalibration,
@@ -26,6 +29,7 @@ from grader.review_calibration import (
     load_review_calibration,
     pulled_towards_reviews,
 )
+from grader.rubric import Rubric
 from grader.settings import get_settings
 from grader.store import Store
 
@@ -33,23 +37,42 @@ runner = CliRunner()
 QUESTIONS = ["1.1", "1.2", "2.1"]
 
 
-@pytest.fixture
-def reviewed_store(shared_data, grader, tmp_path, monkeypatch) -> Store:
-    """Three Mohler questions (rubrics drafted and stored) graded, stored and each answer reviewed with its human score."""
-    url = f"sqlite:///{tmp_path / 'grader.db'}"
-    monkeypatch.setenv("GRADER_DATABASE_URL", url)
-    get_settings.cache_clear()
+@pytest.fixture(scope="module")
+def mohler(shared_data, grader) -> list[tuple[Rubric, list[str], list[GradeResult], list[float]]]:
+    """Three Mohler questions: a rubric drafted for each, its answers graded once by the real model, their human scores."""
     frame = load_mohler(shared_data / "mohler" / "mohler.csv")
     frame = frame[frame["group"].isin(QUESTIONS)]
-    store = Store(url)
+    graded = []
     for group, rows in frame.groupby("group"):
-        drafted = draft_rubric(rows["question"].iloc[0], rows["reference"].iloc[0], f"mohler-{group.replace('.', '-')}", 5)
-        rubric = store.put_rubric(drafted)
-        results = grader.grade_many([(rubric, a) for a in rows["answer"]])
-        ids = store.save_results(list(rows["answer"]), results)
-        for rid, human in zip(ids, rows["human"]):
+        rubric = draft_rubric(rows["question"].iloc[0], rows["reference"].iloc[0], f"mohler-{group.replace('.', '-')}", 5)
+        answers = list(rows["answer"])
+        graded.append((rubric, answers, grader.grade_many([(rubric, a) for a in answers]), list(rows["human"])))
+    return graded
+
+
+@pytest.fixture(scope="module")
+def reviewed_url(module_store_url: str, mohler) -> str:
+    """A store of each kind, filled once per module: the rubrics, the graded results, each reviewed with its human score.
+
+    No test here writes a review or a result, so the tests share it.
+    """
+    store = Store(module_store_url)
+    for rubric, answers, results, humans in mohler:
+        assert store.put_rubric(rubric) == rubric  # stored as version 1, the version the results were graded with
+        for rid, human in zip(store.save_results(answers, results), humans):
             store.add_review(rid, ReviewInput(score=human), "mohler-graders")
+    store.engine.dispose()
+    return module_store_url
+
+
+@pytest.fixture
+def reviewed_store(reviewed_url: str, monkeypatch) -> Iterator[Store]:
+    """The reviewed store, also the CLI's (GRADER_DATABASE_URL)."""
+    monkeypatch.setenv("GRADER_DATABASE_URL", reviewed_url)
+    get_settings.cache_clear()
+    store = Store(reviewed_url)
     yield store
+    store.engine.dispose()
     get_settings.cache_clear()
 
 
@@ -132,7 +155,7 @@ def test_the_pull_weights_near_reviews_most():
 # -- fitting from the store ----------------------------------------------------------------------------------
 
 
-def test_review_calibration_is_cross_validated_versioned_and_named_in_the_fingerprint(
+def test_review_calibration_is_cross_validated_and_named_in_the_fingerprint(
     reviewed_store, tmp_path, settings, rubrics, grader
 ):
     out = tmp_path / "reviews.json"
@@ -147,19 +170,19 @@ def test_review_calibration_is_cross_validated_versioned_and_named_in_the_finger
     assert artefact.mapping.knots_y != shipped.knots_y and np.all(np.diff(artefact.mapping.knots_y) >= 0)
     assert sorted(artefact.neighbours) == ["mohler-1-1", "mohler-1-2", "mohler-2-1"]
     assert artefact.notes["after"]["count"] == artefact.notes["before"]["count"] == artefact.notes["rows"]
-    assert runner.invoke(app, ["calibrate", "--from-reviews", "--out", str(out)]).exit_code == 0
-    assert json.loads(out.read_text())["version"] == 2  # fitted again: the next version
     # Turned on by the setting: named in every fingerprint it applies to; the guards still zero an off-topic answer.
     calibrated = Grader(settings.model_copy(update={"review_calibrations": [out]}))
     mohler = reviewed_store.get_rubric("mohler-1-1")
     answer = reviewed_store.results_with_reviews("mohler-1-1")[0].answer
-    assert calibrated.grade(mohler, answer).fingerprint.calibration == "reviews-all@v2"
+    assert calibrated.grade(mohler, answer).fingerprint.calibration == "reviews-all@v1"
     rubric = rubrics["batch-normalization"]
     assert calibrated.grade(rubric, "I like turtles and the colour green.").score == 0
     assert grader.grade(mohler, answer).fingerprint.calibration == "evidence@v1"
 
 
-def test_one_rubric_is_cross_validated_by_answer_and_too_few_reviews_are_refused(reviewed_store, tmp_path, monkeypatch):
+def test_one_rubric_is_cross_validated_by_answer_versioned_on_refit_and_too_few_reviews_are_refused(
+    reviewed_store, tmp_path, monkeypatch
+):
     one_rubric = ["calibrate", "--from-reviews", "--rubric", "mohler-1-1", "--out", str(tmp_path / "one.json")]
     refused = runner.invoke(app, one_rubric)  # Mohler 1.1 has 29 answers; the default minimum is 30
     assert refused.exit_code == 2 and not (tmp_path / "one.json").exists()
@@ -171,6 +194,8 @@ def test_one_rubric_is_cross_validated_by_answer_and_too_few_reviews_are_refused
     assert "held out by answer within the rubric (5 folds)" in fitted.output
     artefact = load_review_calibration(tmp_path / "one.json")
     assert artefact.name == "reviews-mohler-1-1@v1" and artefact.rubric_id == "mohler-1-1"
+    assert runner.invoke(app, one_rubric).exit_code == 0  # fitted again (the cheaper fit of the two here)
+    assert json.loads((tmp_path / "one.json").read_text())["version"] == 2  # ... as the next version
     # The impact on the stored grades, from the command line: every move, largest first.
     compared = runner.invoke(app, ["calibrate", "--compare", str(tmp_path / "one.json"), "--rubric", "mohler-1-1"])
     assert compared.exit_code == 0, compared.output
@@ -186,11 +211,11 @@ def test_one_rubric_is_cross_validated_by_answer_and_too_few_reviews_are_refused
 
 
 def test_impact_endpoint_regrades_stored_results_under_a_candidate_and_names_bad_fields(
-    reviewed_store, settings, grader, tmp_path
+    reviewed_store, reviewed_url, settings, grader
 ):
     reviewed = reviewed_store.results_with_reviews("mohler-1-2")
     candidate = _artefact(grader, "mohler-1-2", [r.answer for r in reviewed[:10]], [r.review.score / 5 for r in reviewed[:10]])
-    served = settings.model_copy(update={"database_url": get_settings().database_url, "max_impact_results": 12})
+    served = settings.model_copy(update={"database_url": reviewed_url, "max_impact_results": 12})
     for url in serve_app(served):
         with httpx.Client(base_url=url, timeout=300) as client:
             body = {"calibration": candidate.model_dump(mode="json")}

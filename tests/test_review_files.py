@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from grader.cli import app
+from grader.result import GradeResult
 from grader.review import ReviewInput
 from grader.review_files import EXPORT_COLUMNS, read_review_file
 from grader.settings import get_settings
@@ -24,13 +25,18 @@ ANSWERS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def graded(grader, rubrics) -> list[GradeResult]:
+    """The answers graded once by the real model, all needing review (each test stores them afresh)."""
+    return [r.model_copy(update={"needs_review": True}) for r in grader.grade_many([(rubrics[RUBRIC], a) for a in ANSWERS])]
+
+
 @pytest.fixture
-def store(store_url: str, grader, rubrics, monkeypatch: pytest.MonkeyPatch) -> Store:
-    """The CLI's store (GRADER_DATABASE_URL) holding the answers graded by the real model, all needing review."""
+def store(store_url: str, graded, monkeypatch: pytest.MonkeyPatch) -> Store:
+    """The CLI's store (GRADER_DATABASE_URL) holding the graded answers."""
     monkeypatch.setenv("GRADER_DATABASE_URL", store_url)
     get_settings.cache_clear()
     store = Store(store_url)
-    graded = [grader.grade(rubrics[RUBRIC], a).model_copy(update={"needs_review": True}) for a in ANSWERS]
     store.save_results(ANSWERS, graded)
     yield store
     get_settings.cache_clear()
