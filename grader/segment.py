@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
 from .guards import untrue_propositions
 
 
@@ -31,7 +29,7 @@ class Clause:
 
 
 _LINE = re.compile(r"[^\n\r]+")
-_BULLET = re.compile(r"^\s*(?:[-*•·–—>▪◦]+|o(?=\t| {2})|\(?\d{1,2}[.)]|\(?[a-zA-Z][.)](?=\s))\s*")
+_BULLET = re.compile(r"^\s*(?:[-*•·–—>▪◦●○■□◆]+|o(?=\t| {2})|\(?\d{1,2}[.)]|\(?[a-zA-Z][.)](?=\s))\s*")
 # A sentence ends at . ! ? (and closing quotes/brackets) followed by whitespace.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 _SEMICOLON = re.compile(r"\s*;\s*")
@@ -46,8 +44,9 @@ _ABBREVIATIONS = {"e.g.", "i.e.", "etc.", "vs.", "cf.", "approx.", "fig.", "eq."
 # A line break inside a sentence is a wrap, not a boundary: pasted or hard-wrapped text breaks lines at a
 # width, and a clause cut there ("L1 never makes them" / "exactly zero") no longer says what it said. A
 # break is a wrap when the line does not end a sentence, the next is no list item, and the sentence visibly
-# goes on: the next line starts in lower case, or the line ends in a comma or a function word ("the", "and").
-# A line of its own without a full stop (SAF's "Data plane: ..." lines) stays a clause.
+# goes on: the line ends in a comma, or it is as long as wrapped text and the next starts in lower case.
+# Short lines stay clauses ("gathering network statistics" / "discovering the topology" is a list).
+WRAPPED_LINE_CHARS = 50
 LONG_SENTENCE_WORDS = 14  # only sentences longer than this are split at conjunctions
 MIN_CLAUSE_WORDS = 3  # shorter pieces are merged into the previous clause
 
@@ -80,8 +79,7 @@ def _wrapped(line: str, following: str) -> bool:
         return False
     if end[-1] in ".!?:;":  # a sentence ends there, unless the line ends in "e.g." and the like
         return _abbreviation(end)
-    last = end.rsplit(None, 1)[-1].lower()
-    return following.lstrip()[:1].islower() or end[-1] == "," or last in ENGLISH_STOP_WORDS
+    return end[-1] == "," or (following.lstrip()[:1].islower() and len(end) >= WRAPPED_LINE_CHARS)
 
 
 def _lines(answer: str) -> list[tuple[int, int]]:

@@ -41,13 +41,20 @@ def test_tiny_fragments_join_their_neighbour_and_empty_text_has_no_clauses():
 
 def test_a_line_break_inside_a_sentence_is_a_wrap_but_lists_stay_lists():
     # Hard-wrapped text: the break is a space, so "never makes them ... exactly zero" stays one statement.
-    wrapped = "L1 never makes the weights\nexactly zero. L2 is the one that zeroes out features and keeps\nthe model small."
+    wrapped = (
+        "You add a penalty to the loss. L1 never sets the weights of unimportant features\n"
+        "exactly to zero, so all of them stay in the model,\nwhich is why it keeps every feature."
+    )
     assert [c.text for c in segment_answer(wrapped)] == [
-        "L1 never makes the weights\nexactly zero.",
-        "L2 is the one that zeroes out features and keeps\nthe model small.",
+        "You add a penalty to the loss.",
+        "L1 never sets the weights of unimportant features\nexactly to zero",
+        "all of them stay in the model",
+        "is why it keeps every feature.",
     ]
-    # Short lines without punctuation, bullets, or a blank line between paragraphs are boundaries.
-    listed = "Steps:\nCollect the data\nClean the data\n- train a model\n\nthen evaluate it"
+    # Short lines, lines that end a sentence, bullets and a blank line between paragraphs are boundaries.
+    listed = "Steps:\nCollect the data\ngathering statistics\n- train a model\n\nthen evaluate it"
     assert [c.text for c in segment_answer(listed)] == [
-        "Steps:", "Collect the data", "Clean the data", "train a model", "then evaluate it",
+        "Steps:", "Collect the data", "gathering statistics", "train a model", "then evaluate it",
     ]
+    bullets = "Benefits:\n● faster convergence\n○ fewer parameters"
+    assert [c.text for c in segment_answer(bullets)] == ["Benefits:", "faster convergence", "fewer parameters"]
