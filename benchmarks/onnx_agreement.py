@@ -35,7 +35,9 @@ SECTION = "## ONNX as the default? Agreement with torch on Mohler"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--torch-scores", type=Path, help="the torch run's graded table: reused if it exists, else saved")
+    parser.add_argument(
+        "--torch-scores", type=Path, help="the torch run's graded table: reused if it exists, else saved"
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     settings = get_settings().model_copy(update={"calibration_path": None})

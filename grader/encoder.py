@@ -312,7 +312,7 @@ def load_encoder(
 ) -> Encoder:
     """One loaded model per path, backend and process: the CLI, the API and tests share it.
 
-    ``backend`` is ``torch`` (sentence-transformers, fp32) or ``onnx`` (the int8 ONNX export of the
+    ``backend`` is ``torch`` (sentence-transformers, fp32) or ``onnx`` (the ONNX export of the
     same model, see ``grader.onnx_encoder``; ``cache_dir`` is where that export is kept).
     """
     return _load_encoder(model_path, batch_size, backend, cache_dir if backend == "onnx" else None)

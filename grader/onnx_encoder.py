@@ -225,7 +225,7 @@ def _quantize(source: Path, out: Path) -> None:
 
 
 def _int8_blocks(weight: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A (K, N) weight as ``MatMulNBits`` stores it at 8 bits: codes (N, blocks, block), scales and zero points (N, blocks).
+    """A (K, N) weight as 8-bit ``MatMulNBits`` stores it: codes (N, blocks, block), scales, zero points (N, blocks).
 
     Asymmetric min/max per block of one column, the range widened to hold 0 (as onnxruntime's own quantizer does).
     """

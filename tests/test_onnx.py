@@ -160,7 +160,8 @@ def test_unknown_backend_is_named_in_the_error():
 
 
 def test_onnx_grade_and_batch_agree(onnx_encoder, grader, rubrics):
-    # One session run per answer (its clauses packed): a grade alone and among others is the same result, digit for digit.
+    # One session run per answer (its clauses packed): a grade alone and among others is the same result, digit
+    # for digit.
     from grader.grade import Grader
 
     onnx_grader = Grader(grader.settings, onnx_encoder)
