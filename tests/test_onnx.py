@@ -75,7 +75,8 @@ def test_word_token_vectors_agree_between_backends(onnx_encoder):
         assert ((a * b).sum(axis=1) >= 0.9).all()
 
 
-def test_onnx_vectors_do_not_depend_on_their_batch_mates(onnx_cache):
+def test_onnx_vectors_do_not_depend_on_their_batch_mates(onnx_encoder, onnx_cache):
+    # onnx_encoder first: the export belongs to that fixture (tests run in random order), this load reuses it.
     encoder = OnnxEncoder(None, batch_size=3, cache_dir=onnx_cache)
     order = [7, 2, 9, 0, 5, 1, 8, 3, 6, 4]
     shuffled = encoder.encode([SENTENCES[i] for i in order])
