@@ -209,7 +209,7 @@ app.add_typer(model_app, name="model")
 def model_prepare(
     force: Annotated[bool, typer.Option("--force", help="export again even if a cached export exists")] = False,
 ) -> None:
-    """Export the configured model to ONNX int8 now, so the first GRADER_BACKEND=onnx start does not wait."""
+    """Export the configured model to ONNX (8-bit weights) now, so the first GRADER_BACKEND=onnx start does not wait."""
     from .encoder import packaged_model_path
     from .onnx_encoder import default_cache_dir, prepare_onnx_model
 

@@ -118,6 +118,18 @@ def read_text(
     return Reading(text, sentence, tokens, offsets)
 
 
+def packed_layout(pieces: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Texts' word pieces laid end to end for one pass: (ids, each piece's position in its own text, its text's index).
+
+    A pass that gives every piece its own text's position and lets it attend only to pieces of the same
+    owner reads each text as its own pass would.
+    """
+    sizes = [len(ids) for ids in pieces]
+    ids = np.concatenate(pieces).astype(np.int64)
+    positions = np.concatenate([np.arange(n) for n in sizes]).astype(np.int64)
+    return ids, positions, np.repeat(np.arange(len(pieces)), sizes).astype(np.int64)
+
+
 def packs(sizes: list[int], limit: int) -> list[list[int]]:
     """Indices of the non-zero ``sizes`` in order, in runs whose sizes add up to at most ``limit`` each."""
     runs: list[list[int]] = []
@@ -273,17 +285,15 @@ class Encoder(PassReader):
         """
         import torch
 
-        sizes = [len(ids) for ids in pieces]
-        owner = np.repeat(np.arange(len(pieces)), sizes)
-        positions = np.concatenate([np.arange(n) for n in sizes])
+        ids, positions, owner = packed_layout(pieces)
         with torch.inference_mode():
-            input_ids = torch.from_numpy(np.concatenate(pieces).astype(np.int64))[None]
+            input_ids = torch.from_numpy(ids)[None]
             mask = torch.from_numpy(owner[:, None] == owner[None, :])[None, None]
             extra = {"token_type_ids": torch.zeros_like(input_ids)} if self._types else {}
             hidden = self._transformer(
                 input_ids=input_ids, attention_mask=mask, position_ids=torch.from_numpy(positions)[None], **extra
             ).last_hidden_state[0].float().numpy()
-        parts = np.split(hidden, np.cumsum(sizes)[:-1])
+        parts = np.split(hidden, np.cumsum([len(p) for p in pieces])[:-1])
         return [(unit_rows(part.mean(axis=0, keepdims=True))[0], part) for part in parts]
 
 
@@ -302,7 +312,7 @@ def load_encoder(
 ) -> Encoder:
     """One loaded model per path, backend and process: the CLI, the API and tests share it.
 
-    ``backend`` is ``torch`` (sentence-transformers, fp32) or ``onnx`` (the int8 ONNX export of the
+    ``backend`` is ``torch`` (sentence-transformers, fp32) or ``onnx`` (the ONNX export of the
     same model, see ``grader.onnx_encoder``; ``cache_dir`` is where that export is kept).
     """
     return _load_encoder(model_path, batch_size, backend, cache_dir if backend == "onnx" else None)

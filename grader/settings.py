@@ -182,7 +182,7 @@ class Settings(BaseSettings):
 
     # Encoder backend (see benchmarks/results/encoders.md for the speed and agreement of each)
     backend: Literal["torch", "onnx"] = Field(
-        "torch", description="torch: sentence-transformers fp32; onnx: int8 ONNX export of the same model (onnx extra)"
+        "torch", description="torch: sentence-transformers fp32; onnx: 8-bit ONNX export of the same model (onnx extra)"
     )
     span_vectors: Literal["pooled", "separate"] = Field(
         # pooled is about 6x faster per answer, holds every attack row and is level on agreement (eval/SPANS.md).

@@ -1,4 +1,4 @@
-"""The ONNX int8 backend: loads offline, agrees with the torch path, and exports once per cache."""
+"""The ONNX 8-bit backend: loads offline, agrees with the torch path, packs clauses, and exports once per cache."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install 'answer-grader[onnx]'")
 
 from grader.cli import app  # noqa: E402
-from grader.encoder import load_encoder  # noqa: E402
+from grader.encoder import load_encoder, unit_rows  # noqa: E402
 from grader.onnx_encoder import QUANTIZED_FILE, OnnxEncoder  # noqa: E402
 from grader.settings import get_settings  # noqa: E402
 
@@ -59,7 +59,7 @@ def test_both_backends_give_384_dim_unit_vectors(backend, onnx_encoder, onnx_cac
 def test_onnx_agrees_with_torch(onnx_encoder, onnx_cache):
     torch_vectors = load_encoder(None, 64).encode(SENTENCES)
     cosines = (torch_vectors * onnx_encoder.encode(SENTENCES)).sum(axis=1)
-    assert cosines.min() >= 0.98, cosines.round(4)
+    assert cosines.min() >= 0.995, cosines.round(4)
 
 
 def test_word_token_vectors_agree_between_backends(onnx_encoder):
@@ -75,15 +75,52 @@ def test_word_token_vectors_agree_between_backends(onnx_encoder):
         assert ((a * b).sum(axis=1) >= 0.9).all()
 
 
-def test_onnx_vectors_do_not_depend_on_their_batch_mates(onnx_cache):
+def test_onnx_vectors_do_not_depend_on_their_batch_mates(onnx_encoder, onnx_cache):
+    # onnx_encoder first: the export belongs to that fixture (tests run in random order), this load reuses it.
     encoder = OnnxEncoder(None, batch_size=3, cache_dir=onnx_cache)
     order = [7, 2, 9, 0, 5, 1, 8, 3, 6, 4]
     shuffled = encoder.encode([SENTENCES[i] for i in order])
     reference = encoder.encode(SENTENCES)
-    # Dynamic int8 scales activations per run; one text per run makes a vector a function of its text.
+    # One text per run makes a vector a function of its text.
     np.testing.assert_array_equal(shuffled, reference[order])
     np.testing.assert_array_equal(encoder.encode(SENTENCES[4:5])[0], reference[4])
     assert encoder.calls == 3
+
+
+def test_packed_run_gives_each_text_the_reading_it_gets_alone(onnx_encoder):
+    pieces = [e.ids for e in onnx_encoder._pieces.encode_batch(SENTENCES[:5])]
+    packed = onnx_encoder._forward_packed(pieces)
+    assert len(packed) == len(pieces)
+    for ids, (vector, tokens) in zip(pieces, packed):
+        alone_vector, alone_tokens = onnx_encoder._forward(ids)
+        assert tokens.shape == alone_tokens.shape == (len(ids), 384)
+        np.testing.assert_allclose(np.linalg.norm(vector), 1.0, atol=1e-5)
+        # Weight-only 8-bit quantizes each row's activations on its own: packing changes only float rounding.
+        assert vector @ alone_vector >= 0.9995
+        assert (unit_rows(tokens) * unit_rows(alone_tokens)).sum(axis=1).min() >= 0.999
+
+
+def test_read_apart_packs_an_answers_clauses_into_one_session_run(onnx_encoder):
+    runs = []
+    onnx_encoder.session = _CountingSession(onnx_encoder.session, runs)
+    try:
+        (readings,) = onnx_encoder.read_apart([SENTENCES[:4]])
+    finally:
+        onnx_encoder.session = onnx_encoder.session.inner
+    assert len(runs) == 1
+    alone = onnx_encoder.encode(SENTENCES[:4])
+    assert (np.stack([r.sentence for r in readings]) * alone).sum(axis=1).min() >= 0.9995
+
+
+class _CountingSession:
+    """The real session, counting its runs (not a mock: every run goes to the model)."""
+
+    def __init__(self, inner, runs: list) -> None:
+        self.inner, self.runs = inner, runs
+
+    def run(self, *args, **kwargs):
+        self.runs.append(1)
+        return self.inner.run(*args, **kwargs)
 
 
 def test_second_load_reuses_the_export(onnx_encoder, onnx_cache):
@@ -124,7 +161,8 @@ def test_unknown_backend_is_named_in_the_error():
 
 
 def test_onnx_grade_and_batch_agree(onnx_encoder, grader, rubrics):
-    # One session run per answer: a grade alone and among others is the same result, digit for digit.
+    # One session run per answer (its clauses packed): a grade alone and among others is the same result, digit
+    # for digit.
     from grader.grade import Grader
 
     onnx_grader = Grader(grader.settings, onnx_encoder)
