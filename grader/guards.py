@@ -203,6 +203,7 @@ def contrasted_terms(points: list[str]) -> list[dict[Named, set[Named]]]:
 
 
 SUBJECT_WORDS = 4  # a counterpart named this early is what the clause is about ("L2 is the one that ...")
+_COMPARED = re.compile(r"\b(?:unlike|contrast|compared|than|versus|vs)\b", re.IGNORECASE)
 
 
 def swaps_counterpart(contrasts: dict[Named, set[Named]], evidence: str) -> bool:
@@ -211,7 +212,10 @@ def swaps_counterpart(contrasts: dict[Named, set[Named]], evidence: str) -> bool
     Only a counterpart in the clause's first few words counts: "L2 is the one that zeroes out weights" is
     about L2; "which is why lasso selects features, L2 shrinks them" says the L1 point's thing of lasso.
     """
-    said, subject = named_terms(evidence), named_terms(" ".join(evidence.split()[:SUBJECT_WORDS]))
+    opening = " ".join(evidence.split()[:SUBJECT_WORDS])
+    if _COMPARED.search(opening):  # "In contrast to IPv4, the extension headers ..." is about the other one
+        return False
+    said, subject = named_terms(evidence), named_terms(opening)
     return any(a not in said and subject & others for a, others in contrasts.items())
 
 
@@ -265,16 +269,33 @@ def denies_statement(statement: str, evidence: str, restricted: bool = False) ->
             continue
         if _BOUND.match(evidence, m.end()) and not _COMPARES.search(statement):
             continue
-        if _CONTRASTED_VALUE.match(evidence, m.end()) and m.group().lower() in ("instead of", "rather than"):
+        substitution = m.group().lower() in ("instead of", "rather than")
+        if substitution and _CONTRASTED_VALUE.match(evidence, m.end()):
             continue  # "18 weights instead of 25" contrasts two values; it denies nothing
         rest = _SCOPE_END.split(evidence[m.end():], maxsplit=1)[0]
         if _PROPOSITION.match(rest):
             continue  # judged as a whole by denies_proposition
         scope = [w for w in words(rest) if w not in ENGLISH_STOP_WORDS and len(w) > 2][:SCOPE_WORDS]
+        if substitution and _lists_the_choice(statement, evidence[: m.start()], {stem(w) for w in scope}):
+            continue
         hits = [stem(w) in said for w in scope]
         if (all(hits) and bool(hits)) if restricted else any(hits):
             return True
     return False
+
+
+def _lists_the_choice(statement: str, chosen: str, replaced: set[str]) -> bool:
+    """Whether ``statement`` names what "A instead of B" chose (A's last content word) as an alternative of its own.
+
+    "You do it on mini-batches instead of the full dataset" picks one of the variants "batch uses the whole
+    dataset, ..., and mini-batch uses a small subset" lists: a part of the statement (between commas) names
+    the choice and none of what it replaces. "It moves the weights in the direction of the gradient instead of
+    opposite to it" replaces what the statement says of the gradient ("moves opposite to the gradient").
+    """
+    head = [w for w in words(chosen) if w not in ENGLISH_STOP_WORDS and len(w) > 2][-1:]
+    return bool(head) and any(
+        stem(head[0]) in part and not part & replaced for part in map(content_stems, re.split(r"[,;]", statement))
+    )
 
 
 def is_instruction(text: str) -> bool:

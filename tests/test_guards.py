@@ -31,6 +31,17 @@ from grader.guards import (
         ("Directions of largest variance.", "Directions of smallest variance.", True),
         # A negation denies a statement only when what it negates is what the statement says.
         ("A residual block adds its input to its output.", "It concatenates them instead of adding them.", True),
+        # "A instead of B" picks one of the alternatives the statement itself lists: no denial.
+        (
+            "Batch gradient descent uses the whole dataset per step, stochastic uses one example, and mini-batch uses a small subset.",
+            "Usually you do it on mini-batches instead of the full dataset because it is way cheaper per step.",
+            False,
+        ),
+        (
+            "Each step moves the parameters opposite to the gradient, the direction of steepest decrease of the loss.",
+            "It moves the weights in the direction of the gradient instead of opposite to it.",
+            True,
+        ),
         ("A constructor is called whenever an object is created.", "Also a constructor cannot return values.", False),
         ("The UDP header has a fixed length.", "UDP does not have a sequence number field.", False),
         # A negation in a condition or a contrast is not a denial of the main claim; the main clause still is.
@@ -192,5 +203,6 @@ def test_a_clause_about_the_counterpart_of_a_points_term_swaps_roles():
     assert not swaps_counterpart(l1, "L1 and L2 both penalize weights; L1 zeroes some of them.")
     assert not swaps_counterpart(l1, "which is why lasso selects features, L2 shrinks all of them")  # L2 not the subject
     assert not swaps_counterpart(l2, "L2 (ridge) shrinks the weights smoothly.")
+    assert not swaps_counterpart(l1, "Unlike L2, it pushes some weights to exactly zero.")  # L2 only compared with
     # Numbers glued to other digits are sizes, not names: "3x3" and "5x5" are no counterparts.
     assert contrasted_terms(["two 3x3 kernels", "one 5x5 kernel"]) == [{}, {}]
