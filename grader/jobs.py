@@ -18,22 +18,18 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, delete, func, or_, select, update
+from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, delete, func, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .errors import GraderError
-from .store import Base, Store
+from .store import Base, Store, UtcDateTime, utc_now
 
 JobState = Literal["queued", "running", "done", "failed"]
 UNFINISHED: tuple[JobState, ...] = ("queued", "running")
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class BatchJobRow(Base):
@@ -52,8 +48,8 @@ class BatchJobRow(Base):
     chunks_done: Mapped[int] = mapped_column(Integer, default=0)
     output_position: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, onupdate=utc_now)
     owner: Mapped[str | None] = mapped_column(String(64), nullable=True, doc="the worker that claimed the job")
     lease_until: Mapped[float | None] = mapped_column(Float, nullable=True, doc="epoch seconds; claimable after")
 
@@ -70,7 +66,7 @@ class BatchChunkRow(Base):
     graded: Mapped[int] = mapped_column(Integer)
     errors: Mapped[int] = mapped_column(Integer)
     score_sums: Mapped[dict] = mapped_column(JSON, doc="rubric id -> [rows graded, sum of scores]")
-    committed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    committed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
 
 
 @dataclass(frozen=True)
@@ -171,7 +167,7 @@ class JobLedger:
         """Create the job, or reset it to nothing done (a fresh run of the same input and output)."""
         with self.store.session.begin() as s:
             s.execute(delete(BatchChunkRow).where(BatchChunkRow.job_id == job_id))
-            row = s.get(BatchJobRow, job_id) or BatchJobRow(id=job_id, created_at=_now())
+            row = s.get(BatchJobRow, job_id) or BatchJobRow(id=job_id, created_at=utc_now())
             row.source, row.input_path, row.output_path = source, input_path, output_path
             row.input_identity, row.fingerprint = input_identity, fingerprint
             row.fingerprint_hash = fingerprint_hash(fingerprint)
@@ -184,7 +180,7 @@ class JobLedger:
     def set_state(self, job_id: str, state: JobState, error: str | None = None, **values) -> None:
         with self.store.session.begin() as s:
             s.execute(
-                update(BatchJobRow).where(BatchJobRow.id == job_id).values(state=state, error=error, updated_at=_now(), **values)
+                update(BatchJobRow).where(BatchJobRow.id == job_id).values(state=state, error=error, updated_at=utc_now(), **values)
             )
 
     def commit_chunk(

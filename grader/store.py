@@ -19,8 +19,8 @@ from typing import TypeVar
 
 import numpy as np
 from sqlalchemy import (
-    JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, and_, create_engine, event, exists,
-    func, or_, select, text,
+    JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, TypeDecorator, and_,
+    create_engine, event, exists, func, or_, select, text,
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -31,17 +31,24 @@ from .result import GradeResult
 from .review import Review, ReviewedResult, ReviewInput, check_review, decode_cursor, encode_cursor
 from .rubric import Rubric, parse_rubric
 
-
 T = TypeVar("T")
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _as_utc(moment: datetime) -> datetime:
-    """A stored time as UTC: SQLite gives back the naive UTC time it was given, PostgreSQL an aware one."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+class UtcDateTime(TypeDecorator):
+    """A time stored and read back as aware UTC on every backend: SQLite returns the naive UTC time it was
+    given, PostgreSQL an aware one, so the same row would serialise with or without "+00:00"."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 class Base(DeclarativeBase):
@@ -56,7 +63,7 @@ class RubricVersionRow(Base):
     content_hash: Mapped[str] = mapped_column(String(32))
     body: Mapped[dict] = mapped_column(JSON)
     deleted: Mapped[bool] = mapped_column(default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
 
 
 class ResultRow(Base):
@@ -68,7 +75,7 @@ class ResultRow(Base):
     rubric_version: Mapped[int] = mapped_column(Integer)
     answer: Mapped[str] = mapped_column(Text)
     body: Mapped[dict] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     # Copied out of ``body`` so the review queue can filter and order in SQL.
     needs_review: Mapped[bool] = mapped_column(Boolean, default=False)
     confidence: Mapped[float] = mapped_column(Float, default=1.0)
@@ -89,12 +96,12 @@ class ReviewRow(Base):
     key_points: Mapped[dict] = mapped_column(JSON, default=dict)
     comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     reviewer: Mapped[str] = mapped_column(String(MAX_REVIEWER_CHARS))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
 
     def to_review(self) -> Review:
         return Review(
             score=self.score, key_points=self.key_points or {}, comment=self.comment, reviewer=self.reviewer,
-            created_at=_as_utc(self.created_at),
+            created_at=self.created_at,
         )
 
 
@@ -111,7 +118,7 @@ class EmbeddingRow(Base):
     rows: Mapped[int] = mapped_column(Integer)
     dim: Mapped[int] = mapped_column(Integer)
     vectors: Mapped[bytes] = mapped_column(LargeBinary, doc="float32, row-major")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
 
 
 def make_engine(url: str) -> Engine:

@@ -7,6 +7,8 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+from datetime import timedelta
+
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -53,6 +55,8 @@ def test_a_store_from_before_a_migration_is_upgraded_and_keeps_its_rows(store_ur
     assert schema_revision(engine) == HEAD
     claimed = ledger.claim("api", lease_seconds=30)
     assert claimed is not None and claimed.id == "old" and claimed.owner == "w1"
+    # Times come back as aware UTC on both backends (SQLite stores them naive), so the jobs API says "+00:00".
+    assert claimed.created_at.utcoffset() == claimed.updated_at.utcoffset() == timedelta(0)
     with engine.begin() as conn:
         command.downgrade(_alembic_config(conn), "base")
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
