@@ -37,6 +37,9 @@ CLEAR_EVIDENCE = 0.50
 # 1.83 -> 1.17 of 5 (expected 0.7). Denials found by the negation guard alone earn 0: that guard is
 # noisier (eval/experiments.md), and drafted rubrics, which have no listed contradictions, are unaffected.
 LISTED_CONTRADICTION_CREDIT = -1.0
+# A listed contradiction is a claim; a clause of fewer words names a topic ("Batch norm.") and states none, however
+# near the contradiction's subject it comes.
+CLAIM_WORDS = 3
 # A key point no span comes near enough in embedding space is still partly made by a span that uses at
 # least this share of its words beyond the question's ("by reference by default, unless you specify const"
 # for "by reference."): MiniLM often puts such short or terse answers below the partial threshold. The
@@ -155,6 +158,7 @@ def judge_key_points(
             context = [rubric.key_points[k].text, *rubric.key_points[k].paraphrases]
             if (
                 sims.contradictions[c, k] > against[k]
+                and len(clause.split()) >= CLAIM_WORDS
                 and not polarity_flipped(text, clause)
                 and states_claim(text, context, clause)
             ):

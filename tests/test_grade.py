@@ -131,6 +131,12 @@ def test_windows_never_join_clauses_that_a_dropped_repeat_kept_apart():
     assert windows == {(0, 1)}  # (1, 2) and (0, 2) would join clauses the answer never put side by side
 
 
+def test_naming_the_topic_states_no_listed_contradiction(grader, rubrics):
+    result = grader.grade(rubrics["batch-normalization"], "Batch norm.")
+    assert "contradiction" not in result.flags
+    assert all(v.status != "contradicted" for v in result.key_points)
+
+
 def test_stating_a_listed_contradiction_costs_the_key_points_weight(grader, rubrics):
     rubric = rubrics["imbalanced-data"]
     answer = "I would oversample the whole data set first and then split it into training and test sets."
