@@ -69,7 +69,7 @@ does.
 The choice: every attack row holds and every pooled Pearson lies inside the separate one's question-bootstrap
 interval (paired differences -0.011 to +0.018; the only intervals that exclude 0 are Mohler and SAF training
 calibrated, -0.002 each), so **pooled is the default** (``GRADER_SPAN_VECTORS=pooled``); ``separate`` stays
-available. With ONNX, pooled reads each clause in a pass of its own (the exported graph takes no packing mask).
+available. With ONNX, pooled reads the clauses in one packed session run too (the exported graph builds the mask from each token's owner).
 """
 
 
