@@ -130,6 +130,11 @@ def packed_layout(pieces: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.n
     return ids, positions, np.repeat(np.arange(len(pieces)), sizes).astype(np.int64)
 
 
+def unpacked(hidden: np.ndarray, pieces: list[list[int]]) -> list[np.ndarray]:
+    """The token vectors of a packed pass (``packed_layout``), split back into one array per text."""
+    return np.split(hidden, np.cumsum([len(ids) for ids in pieces])[:-1])
+
+
 def packs(sizes: list[int], limit: int) -> list[list[int]]:
     """Indices of the non-zero ``sizes`` in order, in runs whose sizes add up to at most ``limit`` each."""
     runs: list[list[int]] = []
@@ -293,8 +298,7 @@ class Encoder(PassReader):
             hidden = self._transformer(
                 input_ids=input_ids, attention_mask=mask, position_ids=torch.from_numpy(positions)[None], **extra
             ).last_hidden_state[0].float().numpy()
-        parts = np.split(hidden, np.cumsum([len(p) for p in pieces])[:-1])
-        return [(unit_rows(part.mean(axis=0, keepdims=True))[0], part) for part in parts]
+        return [(unit_rows(part.mean(axis=0, keepdims=True))[0], part) for part in unpacked(hidden, pieces)]
 
 
 def _pooling_of(path: Path) -> str:

@@ -212,6 +212,8 @@ def swaps_counterpart(contrasts: dict[Named, set[Named]], evidence: str) -> bool
     Only a counterpart in the clause's first few words counts: "L2 is the one that zeroes out weights" is
     about L2; "which is why lasso selects features, L2 shrinks them" says the L1 point's thing of lasso.
     """
+    if not contrasts:  # most key points name no counterpart: nothing to read
+        return False
     opening = " ".join(evidence.split()[:SUBJECT_WORDS])
     if _COMPARED.search(opening):  # "In contrast to IPv4, the extension headers ..." is about the other one
         return False

@@ -22,7 +22,9 @@ from threading import Lock
 
 import numpy as np
 
-from .encoder import PassReader, packaged_model_path, packed_layout, unit_rows, untruncated_tokenizer, weights_hash
+from .encoder import (
+    PassReader, packaged_model_path, packed_layout, unit_rows, unpacked, untruncated_tokenizer, weights_hash,
+)
 from .errors import GraderError, MissingExtra
 
 # Input rows per weight block of the 8-bit MatMuls. On Mohler (share of scores within 0.05 of torch's /
@@ -297,8 +299,10 @@ class OnnxEncoder(PassReader):
         ids, positions, owner = packed_layout(pieces)
         feed = {"input_ids": ids[None], "position_ids": positions[None], "owner": owner[None]}
         hidden = self.session.run(None, {n: feed[n] for n in self._inputs})[0][0]
-        parts = np.split(hidden, np.cumsum([len(p) for p in pieces])[:-1])
-        return [(unit_rows(_pool(part[None], np.ones((1, len(part))), self.pooling))[0], part) for part in parts]
+        return [
+            (unit_rows(_pool(part[None], np.ones((1, len(part))), self.pooling))[0], part)
+            for part in unpacked(hidden, pieces)
+        ]
 
 
 def _pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
