@@ -73,13 +73,13 @@ def rubric_check(
 ) -> None:
     """Validate rubrics and report key points that overlap or restate the question."""
     from .check import check_rubrics
-    from .encoder import load_encoder
+    from .encoder import configured_encoder
     from .rubric import load_rubric, load_rubrics
 
     settings = get_settings()
     target = path or settings.rubrics_dir
     rubrics = list(load_rubrics(target).values()) if target.is_dir() else [load_rubric(target)]
-    encoder = load_encoder(settings.model_path, settings.encode_batch_size, settings.backend, settings.onnx_cache_dir)
+    encoder = configured_encoder(settings)
     warnings = check_rubrics(rubrics, encoder)
     for warning in warnings:
         typer.echo(f"warning: {warning}")
@@ -299,12 +299,12 @@ def review_pick(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="write them as a review file (as export) instead of printing")] = None,
 ) -> None:
     """Pick the N unreviewed answers whose human grades would teach the grader most (spread over answers and scores)."""
-    from .encoder import load_encoder
+    from .encoder import configured_encoder
     from .review import informative_queue
     from .review_files import write_review_file
 
     settings = get_settings()
-    encoder = load_encoder(settings.model_path, settings.encode_batch_size, settings.backend, settings.onnx_cache_dir)
+    encoder = configured_encoder(settings)
     picked = informative_queue(_store(settings), encoder, rubric, None, n).items
     if out is not None:
         write_review_file(out, picked)

@@ -24,7 +24,8 @@ import inspect
 import json
 import os
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -154,29 +155,59 @@ class PassReader:
     """``encode`` / ``encode_with_tokens`` / ``read`` over one unpadded forward pass per text.
 
     A backend supplies ``_forward(ids)``, ``_pieces`` (a ``tokenizers.Tokenizer`` without truncation or
-    padding), ``max_seq_length``, ``dim``, ``calls`` and ``_lock``.
+    padding), ``max_seq_length``, ``dim``, ``calls`` and ``_lock``; one whose passes can run side by side
+    sets ``lanes`` above 1 and ``_lane_setup`` (run once in each lane's thread).
     """
 
+    lanes = 1  # groups ``read_apart`` reads side by side, each lane a thread of its own
+    _lane_pool: tuple[int, ThreadPoolExecutor] | None = None  # (process id, its lanes): threads do not survive a fork
+
+    def _lane_setup(self) -> None:
+        """Prepare a lane's thread (torch: how many cores one pass may use)."""
+
+    def _in_lanes(self) -> ThreadPoolExecutor | None:
+        """The lanes' threads, started on first use; None when passes run in the caller's thread."""
+        if self.lanes == 1:
+            return None
+        if self._lane_pool is None or self._lane_pool[0] != os.getpid():
+            self._lane_pool = (os.getpid(), ThreadPoolExecutor(self.lanes, "encoder-lane", initializer=self._lane_setup))
+        return self._lane_pool[1]
+
     def read(self, texts: list[str], whole: bool = True) -> list[Reading]:
-        """A ``Reading`` per text, in order; ``whole`` reads past the model's limit in overlapping windows."""
+        """A ``Reading`` per text, in order; ``whole`` reads past the model's limit in overlapping windows.
+
+        Each text takes passes of its own; with ``lanes`` above 1, several texts are read at once.
+        """
         if not texts:
             return []
         with self._lock:
             self.calls += 1
             encodings = self._pieces.encode_batch(list(texts))
-            return [read_text(t, e, self.max_seq_length, self._forward, whole) for t, e in zip(texts, encodings)]
 
-    def read_apart(self, groups: list[list[str]]) -> list[list[Reading]]:
+            def read_one(text: str, encoding) -> Reading:
+                return read_text(text, encoding, self.max_seq_length, self._forward, whole)
+
+            lanes = self._in_lanes()  # every pass in a lane's thread, so it runs with a lane's threads
+            return list((lanes.map if lanes else map)(read_one, texts, encodings))
+
+    def read_apart(self, groups: list[list[str]]) -> Iterator[list[Reading]]:
         """A ``Reading`` per text of every group, each as if the text were read alone, in one call.
 
         A backend with ``_forward_packed`` reads a group's texts that fit the model's limit together, packed
         into one pass in which each text attends only to itself; texts of different groups never share a
         pass, so a reading does not depend on the other groups. Other texts take a pass each, as ``read``.
+        The groups' readings come back in order as they are read: with ``lanes`` above 1 the lanes read the
+        next groups while the caller uses the first ones.
         """
         with self._lock:
             self.calls += 1
             packed = getattr(self, "_forward_packed", None)
-            return [self._read_group(group, packed) for group in groups]
+            lanes = self._in_lanes()
+            if lanes is None:
+                return iter([self._read_group(group, packed) for group in groups])
+            # Queued at once, collected outside the lock: an unfinished iterator holds no lock.
+            reads = [lanes.submit(self._read_group, group, packed) for group in groups]
+        return (read.result() for read in reads)
 
     def _read_group(self, texts: list[str], packed) -> list[Reading]:
         encodings = self._pieces.encode_batch(list(texts)) if texts else []
@@ -241,7 +272,7 @@ def weights_hash(model_dir: Path, names: tuple[str, ...] = _WEIGHT_FILES) -> str
 class Encoder(PassReader):
     """Wraps a SentenceTransformer; ``encode(texts)`` returns unit-length float32 rows."""
 
-    def __init__(self, model_path: str | Path | None = None, batch_size: int = 64) -> None:
+    def __init__(self, model_path: str | Path | None = None, batch_size: int = 64, lanes: int = 0) -> None:
         path = Path(model_path) if model_path else packaged_model_path()
         if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
             raise GraderError(f"model path {path} is not a sentence-transformers model directory", field="model_path")
@@ -269,6 +300,27 @@ class Encoder(PassReader):
         takes_positions = "position_ids" in inspect.signature(self._transformer.forward).parameters
         if plain and takes_positions and self.pooling in MEAN_POOLING:
             self._forward_packed = self._packed_forward
+        self._set_lanes(lanes)
+
+    def _set_lanes(self, lanes: int) -> None:
+        """Read ``lanes`` answers at once (0: one per torch thread), each pass with an equal share of the threads.
+
+        One pass over one short answer keeps two cores only partly busy: on 2 cores, two passes side by side
+        with one thread each read about 1.6x the answers per second of one pass after another with both
+        threads (benchmarks/results/load-pooled.md), at about 1.2x the time of a lone pass. Every pass, a lone
+        one too, runs in a lane's thread with a lane's threads: a short text's vector differs in its last bits
+        between one and two threads, and a grade must not depend on how busy the service was.
+        """
+        import torch
+
+        threads = torch.get_num_threads()
+        self.lanes = min(lanes or threads, threads)
+        self._lane_threads = max(1, threads // self.lanes)
+
+    def _lane_setup(self) -> None:
+        import torch
+
+        torch.set_num_threads(self._lane_threads)  # per thread: OpenMP's and MKL's thread counts are thread-local
 
     def _forward(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """One unpadded pass: the pipeline's sentence embedding (transformer, pooling, normalisation), token vectors."""
@@ -312,25 +364,33 @@ def _pooling_of(path: Path) -> str:
 
 
 def load_encoder(
-    model_path: Path | None = None, batch_size: int = 64, backend: str = "torch", cache_dir: Path | None = None
+    model_path: Path | None = None, batch_size: int = 64, backend: str = "torch", cache_dir: Path | None = None, lanes: int = 0
 ) -> Encoder:
     """One loaded model per path, backend and process: the CLI, the API and tests share it.
 
     ``backend`` is ``torch`` (sentence-transformers, fp32) or ``onnx`` (the ONNX export of the
-    same model, see ``grader.onnx_encoder``; ``cache_dir`` is where that export is kept).
+    same model, see ``grader.onnx_encoder``; ``cache_dir`` is where that export is kept). ``lanes`` is
+    how many answers torch reads at once (0: one per thread torch may use; see ``Encoder._set_lanes``).
     """
-    return _load_encoder(model_path, batch_size, backend, cache_dir if backend == "onnx" else None)
+    return _load_encoder(model_path, batch_size, backend, cache_dir if backend == "onnx" else None, lanes)
 
 
 @lru_cache(maxsize=4)
-def _load_encoder(model_path: Path | None, batch_size: int, backend: str, cache_dir: Path | None) -> Encoder:
+def _load_encoder(model_path: Path | None, batch_size: int, backend: str, cache_dir: Path | None, lanes: int) -> Encoder:
     if backend == "torch":
-        return Encoder(model_path, batch_size)
+        return Encoder(model_path, batch_size, lanes)
     if backend == "onnx":
         from .onnx_encoder import OnnxEncoder
 
         return OnnxEncoder(model_path, batch_size, cache_dir)  # type: ignore[return-value]  # same interface
     raise GraderError(f"unknown encoder backend {backend!r}; use 'torch' or 'onnx' (GRADER_BACKEND)", field="backend")
+
+
+def configured_encoder(settings) -> Encoder:
+    """The process's encoder as ``settings`` (``grader.settings.Settings``) configure it."""
+    return load_encoder(
+        settings.model_path, settings.encode_batch_size, settings.backend, settings.onnx_cache_dir, settings.encoder_lanes
+    )
 
 
 class VectorStore(Protocol):
@@ -445,3 +505,4 @@ class MemoEncoder:
         """``read_apart`` of the inner encoder: each text is read as if alone, so once per process is enough."""
         readings = iter(self.read([t for group in groups for t in group]))
         return [[next(readings) for _ in group] for group in groups]
+

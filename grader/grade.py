@@ -9,14 +9,14 @@ rubrics not yet cached are read in the same call; the rest is matrix products pe
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from . import __version__
 from .calibrate import load_calibration
-from .encoder import MEAN_POOLING, EmbeddingCache, Encoder, Reading, VectorStore, load_encoder, unit_rows
+from .encoder import MEAN_POOLING, EmbeddingCache, Encoder, Reading, VectorStore, configured_encoder, unit_rows
 from .errors import AnswerError, AnswerTooLarge, GraderError, RubricError
 from .guards import (
     adds_to_question,
@@ -121,7 +121,7 @@ class Grader:
     ) -> None:
         self.settings = settings or get_settings()
         s = self.settings
-        self.encoder = encoder or load_encoder(s.model_path, s.encode_batch_size, s.backend, s.onnx_cache_dir)
+        self.encoder = encoder or configured_encoder(s)
         self.cache = EmbeddingCache(self.settings.embedding_cache_size)
         # A second, shared level for key-point embeddings (the store): workers and restarts reuse them.
         self.vectors = vectors
@@ -223,11 +223,12 @@ class Grader:
             t for r in fresh for t in (rubric_texts(r) if stored[r.content_hash] is None else token_texts(r))
         ]
         unique = list(dict.fromkeys(answer_texts + to_embed))
-        clause_readings: list[list[Reading]] = [[] for _ in todo]
+        clause_readings: Iterator[list[Reading]] = iter([[] for _ in todo])
         if pooled:  # each answer's clauses in one pass, each clause attending only to itself
-            groups = self.encoder.read_apart([[t] for t in unique] + [[c.text for c in cl] for _, _, cl in todo])
+            # Read group by group: the answers are judged as they come, while the encoder reads the next ones.
+            groups = iter(self.encoder.read_apart([[t] for t in unique] + [[c.text for c in cl] for _, _, cl in todo]))
             readings = {t: r for t, (r,) in zip(unique, groups)}
-            clause_readings = groups[len(unique) :]
+            clause_readings = groups
         else:
             readings = dict(zip(unique, self.encoder.read(unique)))
         for r in fresh:

@@ -98,6 +98,10 @@ class Settings(BaseSettings):
         2000, ge=1, description="most stored results a calibration impact (POST /v1/rubrics/{id}/impact) regrades"
     )
     encode_batch_size: int = Field(64, ge=1, le=4096)
+    encoder_lanes: int = Field(
+        0, ge=0, le=64, description="answers the torch backend reads at once, each pass on an equal share of its "
+        "threads (0: one per thread; 1: one answer after another, every pass on all threads)"
+    )
     max_answer_chars: int = Field(20_000, ge=1, description="longer answers are rejected (413 / error row)")
     too_long_words: int = Field(400, ge=1, description="answers with more words are graded but flagged too_long")
     max_clauses: int = Field(400, ge=1, description="answers are graded on at most this many clauses")
