@@ -315,12 +315,12 @@ class Encoder(PassReader):
 
         threads = torch.get_num_threads()
         self.lanes = min(lanes or threads, threads)
-        self._lane_threads = max(1, threads // self.lanes)
+        self.lane_threads = max(1, threads // self.lanes)
 
     def _lane_setup(self) -> None:
         import torch
 
-        torch.set_num_threads(self._lane_threads)  # per thread: OpenMP's and MKL's thread counts are thread-local
+        torch.set_num_threads(self.lane_threads)  # per thread: OpenMP's and MKL's thread counts are thread-local
 
     def _forward(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """One unpadded pass: the pipeline's sentence embedding (transformer, pooling, normalisation), token vectors."""
