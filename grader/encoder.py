@@ -272,7 +272,9 @@ def weights_hash(model_dir: Path, names: tuple[str, ...] = _WEIGHT_FILES) -> str
 class Encoder(PassReader):
     """Wraps a SentenceTransformer; ``encode(texts)`` returns unit-length float32 rows."""
 
-    def __init__(self, model_path: str | Path | None = None, batch_size: int = 64, lanes: int = 0) -> None:
+    def __init__(
+        self, model_path: str | Path | None = None, batch_size: int = 64, lanes: int = 2, pass_threads: int = 0
+    ) -> None:
         path = Path(model_path) if model_path else packaged_model_path()
         if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
             raise GraderError(f"model path {path} is not a sentence-transformers model directory", field="model_path")
@@ -300,22 +302,23 @@ class Encoder(PassReader):
         takes_positions = "position_ids" in inspect.signature(self._transformer.forward).parameters
         if plain and takes_positions and self.pooling in MEAN_POOLING:
             self._forward_packed = self._packed_forward
-        self._set_lanes(lanes)
+        self._set_lanes(lanes, pass_threads)
 
-    def _set_lanes(self, lanes: int) -> None:
-        """Read ``lanes`` answers at once (0: one per torch thread), each pass with an equal share of the threads.
+    def _set_lanes(self, lanes: int, pass_threads: int) -> None:
+        """Read up to ``lanes`` answers at once, every pass on ``pass_threads`` threads (0: torch's own count).
 
-        One pass over one short answer keeps two cores only partly busy: on 2 cores, two passes side by side
-        with one thread each read about 1.6x the answers per second of one pass after another with both
-        threads (benchmarks/results/load-pooled.md), at about 1.2x the time of a lone pass. Every pass, a lone
-        one too, runs in a lane's thread with a lane's threads: a short text's vector differs in its last bits
-        between one and two threads, and a grade must not depend on how busy the service was.
+        A pass over one short answer keeps the cores only partly busy, so two passes side by side read more
+        answers per second than one after another: on 2 cores, with every pass on both threads, 1.2-1.35x
+        (and the 16-client API 1.1-1.2x), with a lone pass as fast as before. Every pass, a lone one too, runs
+        in a lane's thread with the same thread count, whatever the load: a short text's vector differs in its
+        last bits between one and two threads, and a grade must not depend on how busy the service was.
+        ``pass_threads=1`` with a lane per core reads 1.6x the answers per second of one pass after another,
+        but a lone pass takes about 1.25x as long (benchmarks/results/load-pooled.md).
         """
         import torch
 
-        threads = torch.get_num_threads()
-        self.lanes = min(lanes or threads, threads)
-        self.lane_threads = max(1, threads // self.lanes)
+        self.lanes = lanes
+        self.lane_threads = pass_threads or torch.get_num_threads()
 
     def _lane_setup(self) -> None:
         import torch
@@ -364,21 +367,29 @@ def _pooling_of(path: Path) -> str:
 
 
 def load_encoder(
-    model_path: Path | None = None, batch_size: int = 64, backend: str = "torch", cache_dir: Path | None = None, lanes: int = 0
+    model_path: Path | None = None,
+    batch_size: int = 64,
+    backend: str = "torch",
+    cache_dir: Path | None = None,
+    lanes: int = 2,
+    pass_threads: int = 0,
 ) -> Encoder:
     """One loaded model per path, backend and process: the CLI, the API and tests share it.
 
     ``backend`` is ``torch`` (sentence-transformers, fp32) or ``onnx`` (the ONNX export of the
-    same model, see ``grader.onnx_encoder``; ``cache_dir`` is where that export is kept). ``lanes`` is
-    how many answers torch reads at once (0: one per thread torch may use; see ``Encoder._set_lanes``).
+    same model, see ``grader.onnx_encoder``; ``cache_dir`` is where that export is kept). ``lanes``
+    and ``pass_threads``: how many answers torch reads at once, on how many threads each (``Encoder``).
     """
-    return _load_encoder(model_path, batch_size, backend, cache_dir if backend == "onnx" else None, lanes)
+    cache_dir = cache_dir if backend == "onnx" else None
+    return _load_encoder(model_path, batch_size, backend, cache_dir, lanes, pass_threads)
 
 
 @lru_cache(maxsize=4)
-def _load_encoder(model_path: Path | None, batch_size: int, backend: str, cache_dir: Path | None, lanes: int) -> Encoder:
+def _load_encoder(
+    model_path: Path | None, batch_size: int, backend: str, cache_dir: Path | None, lanes: int, pass_threads: int
+) -> Encoder:
     if backend == "torch":
-        return Encoder(model_path, batch_size, lanes)
+        return Encoder(model_path, batch_size, lanes, pass_threads)
     if backend == "onnx":
         from .onnx_encoder import OnnxEncoder
 
@@ -388,9 +399,8 @@ def _load_encoder(model_path: Path | None, batch_size: int, backend: str, cache_
 
 def configured_encoder(settings) -> Encoder:
     """The process's encoder as ``settings`` (``grader.settings.Settings``) configure it."""
-    return load_encoder(
-        settings.model_path, settings.encode_batch_size, settings.backend, settings.onnx_cache_dir, settings.encoder_lanes
-    )
+    s = settings
+    return load_encoder(s.model_path, s.encode_batch_size, s.backend, s.onnx_cache_dir, s.encoder_lanes, s.pass_threads)
 
 
 class VectorStore(Protocol):

@@ -99,8 +99,11 @@ class Settings(BaseSettings):
     )
     encode_batch_size: int = Field(64, ge=1, le=4096)
     encoder_lanes: int = Field(
-        0, ge=0, le=64, description="answers the torch backend reads at once, each pass on an equal share of its "
-        "threads (0: one per thread; 1: one answer after another, every pass on all threads)"
+        2, ge=1, le=64, description="answers the torch backend reads at once (1: one after another)"
+    )
+    pass_threads: int = Field(
+        0, ge=0, le=256, description="threads of every torch pass, whatever the load (0: torch's own count; 1 with "
+        "a lane per core reads the most answers per second, each a little slower)"
     )
     max_answer_chars: int = Field(20_000, ge=1, description="longer answers are rejected (413 / error row)")
     too_long_words: int = Field(400, ge=1, description="answers with more words are graded but flagged too_long")
