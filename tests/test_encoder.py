@@ -53,3 +53,19 @@ def test_clauses_read_apart_in_one_pass_match_each_clause_read_alone(grader):
 def test_packs_fill_up_to_the_limit_in_order():
     assert packs([3, 0, 4, 2, 5], 7) == [[0, 2], [3, 4]]
     assert packs([], 7) == [] and packs([0, 0], 7) == []
+
+
+def test_lanes_read_side_by_side_and_give_the_vectors_of_one_pass_after_another(grader, rubrics):
+    """Two lanes (the default) keep every pass on the same thread count, so nothing changes but the speed."""
+    from grader.encoder import Encoder
+    from grader.grade import Grader
+
+    assert grader.encoder.lanes == 2
+    texts = ["Batch norm.", "ok", ANSWER, " ".join([ANSWER] * 9)]  # short texts too: their last bits move first
+    one_by_one = Encoder(None, 64, lanes=1)
+    assert one_by_one.lanes == 1
+    for a, b in zip(grader.encoder.read(texts), one_by_one.read(texts)):
+        assert np.array_equal(a.sentence, b.sentence) and np.array_equal(a.tokens, b.tokens)
+    answers = [(rubrics["max-pooling"], t) for t in texts[:3]] + [(rubrics["pca"], "PCA keeps the top components.")]
+    sequential = Grader(grader.settings, encoder=one_by_one)
+    assert grader.grade_many(answers) == sequential.grade_many(answers)
