@@ -312,9 +312,10 @@ class Encoder(PassReader):
 
         A pass over one short answer keeps the cores only partly busy, so two passes side by side read more
         answers per second than one after another: on 2 cores, with every pass on both threads, the bare
-        encoder 1.4x, grading 1.15x in process and the 16-client API 1.13x, with a lone pass as fast as before. Every pass, a lone one too, runs
-        in a lane's thread with the same thread count, whatever the load: a short text's vector differs in its
-        last bits between one and two threads, and a grade must not depend on how busy the service was.
+        encoder 1.4x, grading 1.15x in process and the 16-client API 1.13x, with a lone pass as fast as
+        before. Every pass, a lone one too, runs in a lane's thread with the same thread count, whatever the
+        load: a short text's vector differs in its last bits between one and two threads, and a grade must
+        not depend on how busy the service was.
         ``pass_threads=1`` with a lane per core reads 1.6x the answers per second of one pass after another,
         but a lone pass takes about 1.25x as long (benchmarks/results/load-pooled.md).
         """
