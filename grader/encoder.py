@@ -49,7 +49,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.onnx")
 
 
-MEAN_POOLING = ("mean", "mean_sqrt_len")  # pooling modes a span's vector can be pooled in (equal once normalised)
+MEAN_POOLING = ("mean", "mean_sqrt_len")
+# Texts of three lengths a traced pass must read exactly as the eager model does (grader.traced).
+PROBE_TEXTS = ("A pass is traced once and checked against the eager model.", "Short text.", "Three lengths of text.")  # pooling modes a span's vector can be pooled in (equal once normalised)
 
 
 def unit_rows(rows: np.ndarray) -> np.ndarray:
@@ -132,6 +134,18 @@ def packed_layout(pieces: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.n
     ids = np.concatenate(pieces).astype(np.int64)
     positions = np.concatenate([np.arange(n) for n in sizes]).astype(np.int64)
     return ids, positions, np.repeat(np.arange(len(pieces)), sizes).astype(np.int64)
+
+
+def packed_inputs(pieces: list[list[int]]):
+    """Torch inputs of a packed pass (``grader.traced.PackedPass``): ids, the (1, 1, L, L) same-text mask, positions."""
+    import torch
+
+    ids, positions, owner = packed_layout(pieces)
+    return (
+        torch.from_numpy(ids)[None],
+        torch.from_numpy(owner[:, None] == owner[None, :])[None, None],
+        torch.from_numpy(positions)[None],
+    )
 
 
 def unpacked(hidden: np.ndarray, pieces: list[list[int]]) -> list[np.ndarray]:
@@ -303,7 +317,22 @@ class Encoder(PassReader):
         self._transformer = self.model[0].auto_model
         plain = [type(m).__name__ for m in self.model] in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"])
         takes_positions = "position_ids" in inspect.signature(self._transformer.forward).parameters
+        # Both passes run as TorchScript graphs (grader.traced): the same bits as eager, without the GIL.
+        import torch
+
+        from .traced import LazyPass, PackedPass, SinglePass
+
+        def probe_ids() -> list[list[int]]:
+            return [e.ids for e in self._pieces.encode_batch(list(PROBE_TEXTS))]
+
+        self._single = LazyPass(
+            SinglePass(list(self.model), self._types), lambda: [(torch.tensor([ids]),) for ids in probe_ids()]
+        )
         if plain and takes_positions and self.pooling in MEAN_POOLING:
+            self._packed = LazyPass(
+                PackedPass(self._transformer, self._types),
+                lambda: [packed_inputs(probe_ids()), packed_inputs(probe_ids()[1:])],
+            )
             self._forward_packed = self._packed_forward
         self._set_lanes(lanes, pass_threads)
 
@@ -333,13 +362,8 @@ class Encoder(PassReader):
         """One unpadded pass: the pipeline's sentence embedding (transformer, pooling, normalisation), token vectors."""
         import torch
 
-        with torch.inference_mode():
-            input_ids = torch.tensor([ids], dtype=torch.long)
-            features = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
-            if self._types:
-                features["token_type_ids"] = torch.zeros_like(input_ids)
-            out = self.model.forward(features)
-            return out["sentence_embedding"][0].float().numpy(), out["token_embeddings"][0].float().numpy()
+        sentence, tokens = self._single(torch.tensor([ids], dtype=torch.long))
+        return sentence[0].float().numpy(), tokens[0].float().numpy()
 
     def _packed_forward(self, pieces: list[list[int]]) -> list[tuple[np.ndarray, np.ndarray]]:
         """One pass over several texts laid end to end, each attending only to itself, with its own positions.
@@ -347,16 +371,7 @@ class Encoder(PassReader):
         Gives each text the (sentence vector, token vectors) its own pass would (the model's mean pooling,
         normalised), for the cost of one pass over their joint length.
         """
-        import torch
-
-        ids, positions, owner = packed_layout(pieces)
-        with torch.inference_mode():
-            input_ids = torch.from_numpy(ids)[None]
-            mask = torch.from_numpy(owner[:, None] == owner[None, :])[None, None]
-            extra = {"token_type_ids": torch.zeros_like(input_ids)} if self._types else {}
-            hidden = self._transformer(
-                input_ids=input_ids, attention_mask=mask, position_ids=torch.from_numpy(positions)[None], **extra
-            ).last_hidden_state[0].float().numpy()
+        hidden = self._packed(*packed_inputs(pieces))[0].float().numpy()
         return [(unit_rows(part.mean(axis=0, keepdims=True))[0], part) for part in unpacked(hidden, pieces)]
 
 

@@ -102,7 +102,8 @@ def clean_answer(answer: str | bytes, max_chars: int) -> str:
     if not isinstance(answer, str):
         raise AnswerError(f"answer must be text, got {type(answer).__name__}", field="answer")
     # Control characters (except tab / newline) carry no meaning and can hide text from a reader.
-    answer = "".join(ch for ch in answer if ch in "\t\n\r" or ch.isprintable() or ch == "\u00a0")
+    if not answer.isprintable():  # most answers are; the character-by-character filter is for those that are not
+        answer = "".join(ch for ch in answer if ch in "\t\n\r" or ch.isprintable() or ch == "\u00a0")
     if len(answer) > max_chars:
         raise AnswerTooLarge(
             f"answer has {len(answer)} characters; the limit is {max_chars} (setting GRADER_MAX_ANSWER_CHARS)",

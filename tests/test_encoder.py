@@ -69,3 +69,44 @@ def test_lanes_read_side_by_side_and_give_the_vectors_of_one_pass_after_another(
     answers = [(rubrics["max-pooling"], t) for t in texts[:3]] + [(rubrics["pca"], "PCA keeps the top components.")]
     sequential = Grader(grader.settings, encoder=one_by_one)
     assert grader.grade_many(answers) == sequential.grade_many(answers)
+
+
+def test_passes_run_as_traced_graphs_with_the_eager_models_bits(grader, rubrics):
+    """Both passes are TorchScript graphs (no GIL while they run) that read every text as eager torch does."""
+    from grader.encoder import Encoder, packed_inputs
+    from grader.grade import Grader
+
+    texts = ["Batch norm.", "ok", ANSWER, " ".join([ANSWER] * 9)]
+    clauses = [c.text for c in segment_answer(ANSWER)]
+    traced = grader.encoder
+    traced.read(texts)
+    list(traced.read_apart([clauses]))
+    assert traced._single.traced and traced._packed.traced
+    eager = Encoder(None, 64)
+    eager._single._run, eager._packed._run = eager._single.module, eager._packed.module  # as if tracing had failed
+    for a, b in zip(traced.read(texts), eager.read(texts)):
+        assert np.array_equal(a.sentence, b.sentence) and np.array_equal(a.tokens, b.tokens)
+    pieces = [traced._pieces.encode(c).ids for c in clauses]
+    assert np.array_equal(traced._packed(*packed_inputs(pieces)), eager._packed(*packed_inputs(pieces)))
+    answers = [(rubrics["max-pooling"], t) for t in texts[:3]] + [(rubrics["pca"], "PCA keeps the top components.")]
+    assert grader.grade_many(answers) == Grader(grader.settings, encoder=eager).grade_many(answers)
+
+
+def test_a_pass_the_tracer_cannot_reproduce_runs_eagerly():
+    """A graph whose outputs differ from eager's on a probe is not used."""
+    import torch
+
+    from grader.traced import trace_or_eager
+
+    class Clock(torch.nn.Module):  # different on every call, so no trace can match it
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            return x + self.calls
+
+    module = Clock()
+    run, traced = trace_or_eager(module, [(torch.ones(2),)])
+    assert run is module and not traced
