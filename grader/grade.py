@@ -187,6 +187,13 @@ class Grader:
 
     def grade_many(self, items: Sequence[tuple[Rubric, str | bytes]]) -> list[GradeResult | GraderError]:
         """Grade many (rubric, answer) pairs with one encode call; a bad answer becomes its error, in place."""
+        return list(self.grade_iter(items))
+
+    def grade_iter(self, items: Sequence[tuple[Rubric, str | bytes]]) -> Iterator[GradeResult | GraderError]:
+        """``grade_many``, each outcome yielded in order as soon as it is judged (the encoder reads on meanwhile).
+
+        The inference worker hands each result to its caller this way, instead of after the whole micro-batch.
+        """
         prepared: list[tuple[Rubric, str, list] | GraderError] = []
         for rubric, answer in items:
             try:
@@ -242,12 +249,11 @@ class Grader:
             rvs[r.content_hash] = RubricVectors.from_embeddings(r, embeddings, word_tokens)
             self.cache.put(self._cache_key(r.content_hash), rvs[r.content_hash])
 
-        results: list[GradeResult | GraderError] = []
         it = iter(zip(todo, spans_of, clause_readings))
         with self._blas.limit(limits=1, user_api="blas"):
             for p in prepared:
                 if isinstance(p, GraderError):
-                    results.append(p)
+                    yield p
                     continue
                 (rubric, text, clauses), spans, own = next(it)
                 if pooled:
@@ -257,8 +263,7 @@ class Grader:
                     clause_tokens = [readings[c.text].word_tokens() for c in clauses]
                 rv = rvs[rubric.content_hash]
                 vector = readings[text].sentence if self._reviewed_answers(rubric) else None
-                results.append(self._judge(rubric, rv, text, clauses, spans, span_vecs, clause_tokens, vector))
-        return results
+                yield self._judge(rubric, rv, text, clauses, spans, span_vecs, clause_tokens, vector)
 
     def _reviewed_answers(self, rubric: Rubric) -> bool:
         review = self.reviews.for_rubric(rubric.id)

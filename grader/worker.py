@@ -136,20 +136,25 @@ class InferenceWorker:
         if not live:
             return
         started = time.perf_counter()
+        done = 0
         try:
-            outcomes = self.grader.grade_many([(job.rubric, job.answer) for job in live])
-        except Exception as err:  # a bug, not bad input: fail this micro-batch, keep serving
+            # Each caller gets its result as soon as it is judged, not after the whole micro-batch: it can store
+            # and answer (and a busy client send its next answer) while the encoder reads the rest.
+            for job, outcome in zip(live, self.grader.grade_iter([(job.rubric, job.answer) for job in live])):
+                if done == len(live) - 1:  # recorded before the last caller wakes: a caller with its result sees its batch
+                    self._record(len(live), time.perf_counter() - started)
+                job.future.set_result(outcome)
+                done += 1
+        except Exception as err:  # a bug, not bad input: fail the rest of this micro-batch, keep serving
             log.exception("grading a micro-batch of %d answers failed", len(live))
-            for job in live:
+            for job in live[done:]:
                 job.future.set_exception(err)
-            return
-        elapsed = time.perf_counter() - started
-        for job, outcome in zip(live, outcomes):
-            job.future.set_result(outcome)
+
+    def _record(self, answers: int, elapsed: float) -> None:
         self.batches += 1
-        self.answers += len(live)
+        self.answers += answers
         if self.on_batch is not None:
-            self.on_batch(len(live), elapsed)
+            self.on_batch(answers, elapsed)
 
     def _cancel_pending(self) -> None:
         while True:

@@ -48,6 +48,19 @@ def test_answers_submitted_together_are_graded_in_one_model_call(worker, grader,
     assert [outcomes[i].score for i in range(len(ANSWERS))] == [r.score for r in expected]
 
 
+def test_each_caller_gets_its_result_as_soon_as_it_is_judged(worker, rubrics) -> None:
+    """The first answer of a micro-batch is answered while the others are still being graded."""
+    rubric = rubrics["batch-normalization"]
+    grader_calls = worker.grader.encoder.calls
+    futures = worker.submit([(rubric, a) for a in ANSWERS])  # one micro-batch: the window is 200 ms
+    rest_done_when_first = []
+    futures[0].add_done_callback(lambda _: rest_done_when_first.append([f.done() for f in futures[1:]]))
+    outcomes = [f.result(timeout=60) for f in futures]
+    assert worker.sizes[-1] == len(ANSWERS) and worker.grader.encoder.calls - grader_calls == 1
+    assert rest_done_when_first == [[False] * (len(ANSWERS) - 1)]
+    assert [o.score for o in outcomes] == [r.score for r in worker.grader.grade_many([(rubric, a) for a in ANSWERS])]
+
+
 def test_a_bad_answer_becomes_its_error_without_failing_the_batch(worker, rubrics) -> None:
     rubric = rubrics["batch-normalization"]
 
