@@ -141,6 +141,33 @@ def restricts(statement: str) -> bool:
     return bool(_RESTRICTION & set(words(statement)))
 
 
+# A statement that something is prevented ("prevents overfitting", "keeps the model from overfitting",
+# "stops it from memorizing the data", "reduces overfitting") says the thing does not happen: an answer's
+# "so the model does not overfit" restates it. The words naming what is prevented are left out of what a
+# negation can deny; "does not prevent overfitting" still denies the statement (it negates the verb).
+_PREVENTS = re.compile(
+    r"\b(?:(?:prevent|avoid|reduc|minimi[sz]|mitigat|combat|counteract|curb|suppress)\w*|"
+    r"(?:stop|keep|kept|guard|protect|prohibit|discourag|deter)\w*(?:\W+\w+){0,4}?\W+(?:from|against)\b)",
+    re.IGNORECASE,
+)
+_FROM = re.compile(r"(?:\W+\w+){0,4}?\W+from\b", re.IGNORECASE)  # "prevents the model from overfitting"
+PREVENTED_WORDS = 2  # content words after the verb (or its "from") that name what is prevented, up to a joint
+_JOINT = re.compile(
+    r"\b(?:so|and|but|or|which|that|because|by|while|when|whereas|thus|hence|to|of|in|for|with)\b", re.IGNORECASE
+)
+
+
+def prevented_stems(statement: str) -> set[str]:
+    """Stems of what ``statement`` says is prevented or reduced ({"overfit"} for "it prevents overfitting")."""
+    found: set[str] = set()
+    for m in _PREVENTS.finditer(statement):
+        at = (f.end() if (f := _FROM.match(statement, m.end())) else m.end())
+        rest = _JOINT.split(_SCOPE_END.split(statement[at:], maxsplit=1)[0], maxsplit=1)[0]
+        governed = [w for w in words(rest) if w not in ENGLISH_STOP_WORDS and len(w) > 2][:PREVENTED_WORDS]
+        found |= {stem(w) for w in governed}
+    return found
+
+
 def polarity_flipped(statement: str, evidence: str) -> bool:
     """True when ``evidence`` says the opposite of ``statement``: it negates what the statement
     affirms, or it states the opposite direction (increase/decrease, faster/slower, ...).
@@ -265,7 +292,7 @@ def denies_statement(statement: str, evidence: str, restricted: bool = False) ->
     "cannot be used outside the function" rephrases "can only be accessed inside the function", while
     "does not keep the largest value" still denies "keeps only the largest value".
     """
-    said = content_stems(statement)
+    said, prevented = content_stems(statement), prevented_stems(statement)
     for m in _NEGATION.finditer(evidence):
         if _SUBORDINATE.search(_SCOPE_END.split(evidence[: m.start()])[-1]):
             continue
@@ -278,6 +305,8 @@ def denies_statement(statement: str, evidence: str, restricted: bool = False) ->
         if _PROPOSITION.match(rest):
             continue  # judged as a whole by denies_proposition
         scope = [w for w in words(rest) if w not in ENGLISH_STOP_WORDS and len(w) > 2][:SCOPE_WORDS]
+        if m.group().lower() not in ("nothing", "none"):  # "has nothing to do with overfitting" still denies
+            scope = [w for w in scope if stem(w) not in prevented]  # "does not overfit" restates "prevents overfitting"
         if substitution and _lists_the_choice(statement, evidence[: m.start()], {stem(w) for w in scope}):
             continue
         hits = [stem(w) in said for w in scope]

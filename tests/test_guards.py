@@ -50,6 +50,15 @@ from grader.guards import (
         # A purpose states what is prevented, which restates the harm; the denied harm itself still flips.
         ("Large-valued features dominate distances.", "We rescale so that large features do not dominate.", False),
         ("Large-valued features dominate distances.", "Large-valued features do not dominate distances.", True),
+        # What a statement says is prevented is restated, not denied, by saying it does not happen; negating the
+        # prevention itself still denies it.
+        ("Regularization prevents overfitting.", "It adds a penalty to the loss so the model does not overfit.", False),
+        ("It keeps the model from memorizing the training set.", "The model does not memorize its training data.", False),
+        ("Dropout reduces overfitting.", "With dropout the network no longer overfits.", False),
+        ("Regularization prevents overfitting.", "Regularization does not prevent overfitting.", True),
+        ("Regularization prevents overfitting.", "Regularization has nothing to do with overfitting.", True),
+        ("It keeps the model from memorizing the training set.", "It does not keep the model from memorizing.", True),
+        ("Dropout reduces overfitting.", "Dropout does not reduce overfitting.", True),
         # A restriction is restated by a negation, not denied ("only inside" = "not outside").
         ("Local variables are only seen inside their function.", "They cannot be used outside that function.", False),
         # ... but a negation of exactly what the restriction says still denies it.
