@@ -53,9 +53,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.onnx")
 
 
-MEAN_POOLING = ("mean", "mean_sqrt_len")
+MEAN_POOLING = ("mean", "mean_sqrt_len")  # pooling modes a span's vector can be pooled in (equal once normalised)
 # Texts of three lengths a traced pass must read exactly as the eager model does (grader.traced).
-PROBE_TEXTS = ("A pass is traced once and checked against the eager model.", "Short text.", "Three lengths of text.")  # pooling modes a span's vector can be pooled in (equal once normalised)
+PROBE_TEXTS = ("A pass is traced once and checked against the eager model.", "Short text.", "Three lengths of text.")
 
 
 def unit_rows(rows: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ for the GIL between operators: on 2 cores grading reached only 0.7x the answers 
 bare packed pass. A traced graph runs the same operators from C++ with the GIL released, so judging
 and reading overlap (benchmarks/results/load-pooled.md).
 
-A graph is traced on first use and kept only if it gives eager's bits exactly on probe inputs of two
+A graph is traced on first use and kept only if it gives eager's bits exactly on probe inputs of three
 lengths; it runs with the graph executor's optimisations off, so it executes the traced operators as
 recorded (no fusion or re-specialisation that could move a last digit). Another model, or a library
 version whose trace does not generalise, keeps the eager module: slower, same vectors.
