@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
+from functools import lru_cache
 
 import Stemmer
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
@@ -53,6 +54,11 @@ _DEMAND = re.compile(
 
 def words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
+
+
+def content_words(text: str) -> list[str]:
+    """The words that carry content, in order: stop words and words under 3 letters left out."""
+    return [w for w in words(text) if w not in ENGLISH_STOP_WORDS and len(w) > 2]
 
 
 DOUBLE_NEGATION_GAP = 3  # two cues this few words apart cancel ("not without", "never fails to")
@@ -145,27 +151,28 @@ def restricts(statement: str) -> bool:
 # "stops it from memorizing the data", "reduces overfitting") says the thing does not happen: an answer's
 # "so the model does not overfit" restates it. The words naming what is prevented are left out of what a
 # negation can deny; "does not prevent overfitting" still denies the statement (it negates the verb).
+_WITHIN_FOUR = r"(?:\W+\w+){0,4}?\W+"  # up to four words on: "keeps [the model] from", "prevents [it] from"
 _PREVENTS = re.compile(
     r"\b(?:(?:prevent|avoid|reduc|minimi[sz]|mitigat|combat|counteract|curb|suppress)\w*|"
-    r"(?:stop|keep|kept|guard|protect|prohibit|discourag|deter)\w*(?:\W+\w+){0,4}?\W+(?:from|against)\b)",
+    rf"(?:stop|keep|kept|guard|protect|prohibit|discourag|deter)\w*{_WITHIN_FOUR}(?:from|against)\b)",
     re.IGNORECASE,
 )
-_FROM = re.compile(r"(?:\W+\w+){0,4}?\W+from\b", re.IGNORECASE)  # "prevents the model from overfitting"
+_FROM = re.compile(rf"{_WITHIN_FOUR}from\b", re.IGNORECASE)  # "prevents the model from overfitting"
 PREVENTED_WORDS = 2  # content words after the verb (or its "from") that name what is prevented, up to a joint
 _JOINT = re.compile(
     r"\b(?:so|and|but|or|which|that|because|by|while|when|whereas|thus|hence|to|of|in|for|with)\b", re.IGNORECASE
 )
 
 
-def prevented_stems(statement: str) -> set[str]:
+@lru_cache(maxsize=4096)  # a rubric's statements, asked once per clause and key point while judging
+def prevented_stems(statement: str) -> frozenset[str]:
     """Stems of what ``statement`` says is prevented or reduced ({"overfit"} for "it prevents overfitting")."""
     found: set[str] = set()
     for m in _PREVENTS.finditer(statement):
-        at = (f.end() if (f := _FROM.match(statement, m.end())) else m.end())
+        at = f.end() if (f := _FROM.match(statement, m.end())) else m.end()
         rest = _JOINT.split(_SCOPE_END.split(statement[at:], maxsplit=1)[0], maxsplit=1)[0]
-        governed = [w for w in words(rest) if w not in ENGLISH_STOP_WORDS and len(w) > 2][:PREVENTED_WORDS]
-        found |= {stem(w) for w in governed}
-    return found
+        found |= {stem(w) for w in content_words(rest)[:PREVENTED_WORDS]}
+    return frozenset(found)
 
 
 def polarity_flipped(statement: str, evidence: str) -> bool:
@@ -274,7 +281,7 @@ def denies_proposition(statement: str, evidence: str) -> bool:
     said = content_stems(statement)
     for start in untrue_propositions(evidence):
         proposition = _SCOPE_END.split(evidence[start:], maxsplit=1)[0]
-        hits = [stem(w) in said for w in words(proposition) if w not in ENGLISH_STOP_WORDS and len(w) > 2]
+        hits = [stem(w) in said for w in content_words(proposition)]
         if hits and sum(hits) >= min(2, len(hits)):
             return True
     return False
@@ -304,7 +311,7 @@ def denies_statement(statement: str, evidence: str, restricted: bool = False) ->
         rest = _SCOPE_END.split(evidence[m.end():], maxsplit=1)[0]
         if _PROPOSITION.match(rest):
             continue  # judged as a whole by denies_proposition
-        scope = [w for w in words(rest) if w not in ENGLISH_STOP_WORDS and len(w) > 2][:SCOPE_WORDS]
+        scope = content_words(rest)[:SCOPE_WORDS]
         if m.group().lower() not in ("nothing", "none"):  # "has nothing to do with overfitting" still denies
             scope = [w for w in scope if stem(w) not in prevented]  # "does not overfit" restates "prevents overfitting"
         if substitution and _lists_the_choice(statement, evidence[: m.start()], {stem(w) for w in scope}):
@@ -323,7 +330,7 @@ def _lists_the_choice(statement: str, chosen: str, replaced: set[str]) -> bool:
     the choice and none of what it replaces. "It moves the weights in the direction of the gradient instead of
     opposite to it" replaces what the statement says of the gradient ("moves opposite to the gradient").
     """
-    head = [w for w in words(chosen) if w not in ENGLISH_STOP_WORDS and len(w) > 2][-1:]
+    head = content_words(chosen)[-1:]
     return bool(head) and any(
         stem(head[0]) in part and not part & replaced for part in map(content_stems, re.split(r"[,;]", statement))
     )
@@ -383,7 +390,7 @@ def stem(word: str) -> str:
 
 def content_stems(text: str) -> set[str]:
     """The stems of a text's content words (stop words and words under 3 letters left out)."""
-    return {stem(w) for w in words(text) if w not in ENGLISH_STOP_WORDS and len(w) > 2}
+    return {stem(w) for w in content_words(text)}
 
 
 def adds_to_question(clause: str, question: str, key_points: list[str]) -> bool:
