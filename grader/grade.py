@@ -34,6 +34,7 @@ from .match import (
     answer_spans,
     rubric_texts,
     similarities,
+    span_new_words,
     span_text,
     token_texts,
     word_share,
@@ -45,6 +46,7 @@ from .score import (
     REVIEW_FLAGS,
     ZERO_SCORE_FLAGS,
     AnswerView,
+    Wording,
     confidence_of,
     coverage_of,
     judge_key_points,
@@ -112,6 +114,17 @@ def clean_answer(answer: str | bytes, max_chars: int) -> str:
     if not answer.strip():
         raise AnswerError("answer is empty; there is nothing to grade", field="answer")
     return answer
+
+
+def read_wording(text: str, clauses: list, spans: list[Span], rv: RubricVectors) -> Wording:
+    """What judging reads from the answer's words alone (no vectors), so it can be done while the model reads."""
+    return Wording(
+        text=text,
+        flags=["no_answer"] if is_non_answer(text) else [flag] if (flag := language_flag(text)) else [],
+        instruction=np.array(instruction_parts([c.text for c in clauses]), dtype=bool),
+        keyword=np.array([is_keyword_list(c.text) for c in clauses], dtype=bool) | is_keyword_list(text),
+        span_words=span_new_words([span_text(clauses, s) for s in spans], rv),
+    )
 
 
 class Grader:
@@ -249,21 +262,23 @@ class Grader:
             rvs[r.content_hash] = RubricVectors.from_embeddings(r, embeddings, word_tokens)
             self.cache.put(self._cache_key(r.content_hash), rvs[r.content_hash])
 
-        it = iter(zip(todo, spans_of, clause_readings))
+        it = iter(zip(todo, spans_of))
         with self._blas.limit(limits=1, user_api="blas"):
             for p in prepared:
                 if isinstance(p, GraderError):
                     yield p
                     continue
-                (rubric, text, clauses), spans, own = next(it)
+                (rubric, text, clauses), spans = next(it)
+                rv = rvs[rubric.content_hash]
+                wording = read_wording(text, clauses, spans, rv)  # while the encoder may still be reading the answer
+                own = next(clause_readings)
                 if pooled:
                     span_vecs, clause_tokens = pooled_span_vectors(own, spans), [r.word_tokens() for r in own]
                 else:
                     span_vecs = np.stack([readings[span_text(clauses, s)].sentence for s in spans])
                     clause_tokens = [readings[c.text].word_tokens() for c in clauses]
-                rv = rvs[rubric.content_hash]
                 vector = readings[text].sentence if self._reviewed_answers(rubric) else None
-                yield self._judge(rubric, rv, text, clauses, spans, span_vecs, clause_tokens, vector)
+                yield self._judge(rubric, rv, wording, clauses, spans, span_vecs, clause_tokens, vector)
 
     def _reviewed_answers(self, rubric: Rubric) -> bool:
         review = self.reviews.for_rubric(rubric.id)
@@ -279,29 +294,23 @@ class Grader:
             return None
         return embeddings
 
-    def _judge(self, rubric, rv, text, clauses, spans, span_vecs, clause_tokens, answer_vector=None) -> GradeResult:
+    def _judge(self, rubric, rv, wording, clauses, spans, span_vecs, clause_tokens, answer_vector=None) -> GradeResult:
         t = self.thresholds_for(rubric)
         sims = similarities(span_vecs, rv)
         n = len(clauses)
-        flags: list[str] = []
-        if is_non_answer(text):
-            flags.append("no_answer")
-        elif lang := language_flag(text):
-            flags.append(lang)
-        instruction = np.array(instruction_parts([c.text for c in clauses]), dtype=bool)
+        text, flags, instruction = wording.text, list(wording.flags), wording.instruction
         nearest_point = sims.key_points[:n].max(axis=1)
         # A clause nearer the question than any key point restates it (questions are never split into clauses).
         restated = (sims.question[:n] >= t.question_restated_threshold) & (sims.question[:n] >= nearest_point)
         key_texts = [kp.text for kp in rubric.key_points]
         for c in np.flatnonzero(restated):  # ... unless it adds words of the answer key to the question
             restated[c] = not adds_to_question(clauses[c].text, rubric.question, key_texts)
-        keyword = np.array([is_keyword_list(c.text) for c in clauses], dtype=bool) | is_keyword_list(text)
         if instruction.any():
             flags.append("grader_instruction")
         if restated.any():
             flags.append("question_restated_only" if (restated | instruction).all() else "question_restated")
         excluded = instruction | restated
-        view = AnswerView(text, clauses, spans, excluded, keyword, nearest_point, clause_tokens, flags)
+        view = AnswerView(wording, clauses, spans, excluded, nearest_point, clause_tokens, flags)
         judgement = judge_key_points(rubric, rv, sims, view, t)
         verdicts = judgement.verdicts
 

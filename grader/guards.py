@@ -380,6 +380,7 @@ def is_non_answer(text: str) -> bool:
 _stemmers = threading.local()  # a PyStemmer stemmer keeps state between calls: one per thread
 
 
+@lru_cache(maxsize=1 << 16)  # judging stems the same words over and over (each clause once per window and point)
 def stem(word: str) -> str:
     """The Snowball (Porter 2) English stem of a lower-case word: "adding"/"adds" -> "add"."""
     stemmer = getattr(_stemmers, "english", None)
@@ -388,9 +389,10 @@ def stem(word: str) -> str:
     return stemmer.stemWord(word)
 
 
-def content_stems(text: str) -> set[str]:
+@lru_cache(maxsize=4096)  # a rubric's question and key points, asked once per clause while judging
+def content_stems(text: str) -> frozenset[str]:
     """The stems of a text's content words (stop words and words under 3 letters left out)."""
-    return {stem(w) for w in content_words(text)}
+    return frozenset(stem(w) for w in content_words(text))
 
 
 def adds_to_question(clause: str, question: str, key_points: list[str]) -> bool:

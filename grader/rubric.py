@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -95,11 +96,20 @@ class Rubric(_Strict):
                 )
         return self
 
-    @property
+    @cached_property
     def content_hash(self) -> str:
-        """sha256 of the canonical JSON of everything that affects grading."""
+        """sha256 of the canonical JSON of everything that affects grading.
+
+        Computed once per rubric object (it is frozen): grading asks for it several times per answer.
+        """
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def model_copy(self, *, update=None, deep: bool = False) -> Rubric:
+        """A copy whose content hash is computed afresh: ``update`` may change what it hashes."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("content_hash", None)
+        return copy
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json", exclude_defaults=True), sort_keys=False, allow_unicode=True)

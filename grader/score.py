@@ -10,7 +10,7 @@ import numpy as np
 from .calibrate import Calibration, features_from
 from .guards import polarity_flipped, states_claim, swaps_counterpart
 from .mapping import POINT_FEATURES, ScoreMapping
-from .match import RubricVectors, Similarities, Span, alignment, span_new_words, span_text, token_matches
+from .match import RubricVectors, Similarities, Span, alignment, span_text, token_matches
 from .result import Evidence, KeyPointVerdict, Status
 from .rubric import Rubric
 from .segment import Clause
@@ -58,15 +58,26 @@ CERTAIN_ZERO_FLAGS = {"no_answer", "off_topic"}  # a zero for these is as sure a
 REVIEW_FLAGS = {"grader_instruction", "gibberish", "other_language", "contradiction", "short_answer"}
 
 
+@dataclass(frozen=True)
+class Wording:
+    """What the judge reads from an answer's words alone (``grader.grade.read_wording``): no vectors needed,
+    so it is worked out while the model reads the answer."""
+
+    text: str
+    flags: list[str]  # no_answer, other_language or gibberish
+    instruction: np.ndarray  # (n_clauses,) bool: talks to the grader
+    keyword: np.ndarray  # (n_clauses,) bool: a bare list of terms (all of them when the whole answer is one)
+    span_words: np.ndarray  # (S, K) each span's share of each key point's words beyond the question's
+
+
 @dataclass
 class AnswerView:
     """What the judge knows about one answer beyond its similarities."""
 
-    text: str
+    wording: Wording
     clauses: list[Clause]
     spans: list[Span]
     excluded: np.ndarray  # (n_clauses,) bool: restated question or instruction, earns nothing
-    keyword_clause: np.ndarray  # (n_clauses,) bool: bare list of terms
     nearest_point: np.ndarray  # (n_clauses,) each clause's similarity to the key point it is nearest
     clause_tokens: list[np.ndarray]  # word-token vectors per clause (``Encoder.encode_with_tokens``)
     flags: list[str] = field(default_factory=list)
@@ -74,7 +85,7 @@ class AnswerView:
 
 def _evidence(view: AnswerView, span: Span, similarity: float) -> Evidence:
     return Evidence(
-        text=view.text[span.start : span.end], start=span.start, end=span.end, similarity=round(float(similarity), 4)
+        text=view.wording.text[span.start : span.end], start=span.start, end=span.end, similarity=round(float(similarity), 4)
     )
 
 
@@ -130,7 +141,7 @@ def judge_key_points(
     matches = token_matches(view.clause_tokens, rv)  # (n_clauses, N) each key-point token's best match per clause
     aligned = alignment(np.where(view.excluded[:, None], 0.0, matches).max(axis=0, keepdims=True), rv)[0]
     span_excluded |= np.array([s.last > s.first and filler[list(s.clauses)].any() for s in view.spans], dtype=bool)
-    span_keywords = np.array([view.keyword_clause[list(s.clauses)].all() for s in view.spans], dtype=bool)
+    span_keywords = np.array([view.wording.keyword[list(s.clauses)].all() for s in view.spans], dtype=bool)
     support = np.where(span_excluded[:, None], -1.0, sims.key_points)  # (S, K)
     # The same per key point: a long sentence that does not make point k by itself cannot join a window as evidence
     # for k. A window pooled from its clauses' vectors comes nearer a point than either clause when they point
@@ -200,21 +211,21 @@ def judge_key_points(
     # with filler or repeats cannot earn it a second time.
     room = np.array([_clause_capacity(c) for c in view.clauses])
     owners: list[list[int]] = [[] for _ in view.clauses]
-    clause_sim = sims.key_points[:n_clauses]
+    # (S, K) the clause of each span nearest each key point (the first of equals)
+    carriers = np.array([s.first + clause_points[s.first : s.last + 1].argmax(axis=0) for s in view.spans])
     best = np.zeros(n_kp, dtype=int)
     for k in np.argsort(-support.max(axis=0), kind="stable"):
         k = int(k)
         unrelated = [sum(rv.key_point_similarity[k, o] < RELATED_KEY_POINTS for o in owned) for owned in owners]
         free = np.array(unrelated) < room
-        carrier = [max(s.clauses, key=lambda c: clause_sim[c, k]) for s in view.spans]
+        carrier = carriers[:, k]
         column = np.where(free[carrier], support[:, k], -1.0)
         best[k] = int(column.argmax())
         if column[best[k]] >= t.partial_threshold:
             owners[carrier[best[k]]].append(k)
         support[:, k] = column
 
-    words = span_new_words([span_text(view.clauses, s) for s in view.spans], rv)  # (S, K)
-    words = np.where(span_excluded[:, None] | denied, 0.0, words)
+    words = np.where(span_excluded[:, None] | denied, 0.0, view.wording.span_words)  # (S, K)
     # Each span's alignment with each key point, over the words of its own (not excluded) clauses only.
     kept_matches = np.where(view.excluded[:, None], 0.0, matches)
     span_aligned = alignment(np.stack([kept_matches[s.first : s.last + 1].max(axis=0) for s in view.spans]), rv)
