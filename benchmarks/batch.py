@@ -104,10 +104,14 @@ def throughput(n: int, workdir: Path) -> dict:
     source = write_jsonl(rows, workdir / "varied.jsonl")
     answer_chunks, span_chunks = chunk_texts(rows, settings.max_answer_chars)
 
-    def read_answers(reader=grader.encoder) -> float:
-        started = time.perf_counter()
+    cpu: dict[str, list[float]] = {"encoder": [], "batch": []}  # process CPU seconds (all threads) per run
+
+    def read_answers(reader=grader.encoder, record: bool = True) -> float:
+        started, cpu_started = time.perf_counter(), time.process_time()
         for texts in answer_chunks:
             reader.read(texts)
+        if record:
+            cpu["encoder"].append(time.process_time() - cpu_started)
         return time.perf_counter() - started
 
     def encode_spans() -> float:
@@ -118,14 +122,15 @@ def throughput(n: int, workdir: Path) -> dict:
 
     ledger = JobLedger(Store(settings.database_url))
     encoder_s = [read_answers()]
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     summary = run_batch(source, workdir / "varied.out.parquet", grader, rubrics, ledger)
     batch_s = time.perf_counter() - started
+    cpu["batch"].append(time.process_time() - cpu_started)
     encoder_s.append(read_answers())  # before and after, so drifting machine load hits both sides
     spans_s = encode_spans()
     enc = sum(encoder_s) / len(encoder_s)
     # The same model outside lanes, one answer after another with every thread: how grading read before lanes.
-    sequential_s = read_answers(load_encoder(settings.model_path, settings.encode_batch_size, lanes=1))
+    sequential_s = read_answers(load_encoder(settings.model_path, settings.encode_batch_size, lanes=1), record=False)
     return {
         "rows": n,
         "span_vectors": settings.span_vectors,
@@ -143,6 +148,8 @@ def throughput(n: int, workdir: Path) -> dict:
         "lanes": f"{grader.encoder.lanes} lane(s), {getattr(grader.encoder, 'lane_threads', '-')} thread(s) per pass",
         "sequential_s": sequential_s,
         "sequential_rows_per_s": n / sequential_s,
+        "batch_cpu_ms": cpu["batch"][0] / n * 1000,
+        "encoder_cpu_ms": sum(cpu["encoder"]) / len(cpu["encoder"]) / n * 1000,
     }
 
 
@@ -208,6 +215,10 @@ def report(tp: dict, mem: list[dict]) -> str:
         f"**Batch / encoder: {tp['ratio']:.2f}x** (target >= 0.9x: {'met' if tp['ratio'] >= 0.9 else 'NOT met'}), against "
         f"the encoder with the grader's settings ({tp['lanes']}); against the encoder reading one answer after another "
         f"on every thread, as grading did before lanes: {tp['sequential_s'] / tp['batch_s']:.2f}x.",
+        "",
+        f"CPU per row (process time, all threads): `run_batch` {tp['batch_cpu_ms']:.1f} ms, the bare encoder in the lanes "
+        f"{tp['encoder_cpu_ms']:.1f} ms (**{tp['batch_cpu_ms'] / tp['encoder_cpu_ms']:.2f}x**): on 2 busy cores the rate "
+        "ratio follows the CPU ratio.",
         "",
         "On a shared machine the absolute rates are low and the two encoder passes bracket the batch run; a ratio "
         "above 1 means the load drift is larger than the grading overhead (segmenting, matching, writing, committing)."

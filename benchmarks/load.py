@@ -90,11 +90,15 @@ def start_server(tmp: Path, port: int, database_url: str | None = None, workers:
         "HF_HUB_OFFLINE": "1",
     }
     cmd = [sys.executable, "-m", "grader.cli", "serve", "--port", str(port), "--workers", str(workers)]
-    server = subprocess.Popen(cmd, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # The log goes to a file: a pipe nobody reads fills with access-log lines (~100 bytes a request) and, past
+    # 64 KB, blocks the server mid-run.
+    log = tmp / "server.log"
+    with log.open("w") as sink:
+        server = subprocess.Popen(cmd, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=sink)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise SystemExit(f"server exited with {server.returncode}:\n{server.stderr.read()}")
+            raise SystemExit(f"server exited with {server.returncode}:\n{log.read_text()}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                 return server
@@ -112,6 +116,8 @@ class Run:
     seconds: float
     latencies: list[float]
     mean_batch: float = 0.0  # answers per model call during this run, from the server's /metrics
+    client_cpu_ms: float = float("nan")  # CPU the load generator (this process) spent per request
+    server_cpu_ms: float = float("nan")  # CPU the server process spent per request (Linux, one server process)
 
     @property
     def rps(self) -> float:
@@ -119,6 +125,15 @@ class Run:
 
     def percentile(self, q: float) -> float:
         return statistics.quantiles(self.latencies, n=100, method="inclusive")[q - 1] * 1000
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and all its threads so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 async def load(base_url: str, answers: list[str], clients: int) -> Run:
@@ -135,10 +150,10 @@ async def load(base_url: str, answers: list[str], clients: int) -> Run:
                 latencies.append(time.perf_counter() - started)
                 response.raise_for_status()
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(one_client() for _ in range(clients)))
-        elapsed = time.perf_counter() - started
-    return Run(clients, len(answers), elapsed, latencies)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return Run(clients, len(answers), elapsed, latencies, client_cpu_ms=cpu / len(answers) * 1000)
 
 
 @dataclass
@@ -147,6 +162,7 @@ class Bare:
 
     single_ms: float  # median of one forward pass over one whole answer
     answers_per_s: float  # one unpadded pass per answer (grading's rule since issue 21), in the encoder's lanes
+    cpu_ms: float  # CPU per answer (all threads) of that reading
     lanes: str  # the encoder's lanes and threads per pass, as the server ran them
     single_all_ms: float  # the same pass with every thread torch has, outside lanes (torch only)
     sequential_per_s: float  # one pass per answer, one after another with every thread (torch only)
@@ -164,24 +180,25 @@ def bare_model(answers: list[str], singles: int = 40) -> Bare:
     settings = get_settings()
     encoder = configured_encoder(settings)
 
-    def passes(reader) -> tuple[float, float]:
-        """(median ms of one pass over one answer, answers/s reading all of them one pass each)."""
+    def passes(reader) -> tuple[float, float, float]:
+        """(median ms of one pass over one answer, answers/s reading all of them one pass each, CPU ms per answer)."""
         reader.read(answers[:4])  # warm-up
         times = []
         for answer in answers[:singles]:
             started = time.perf_counter()
             reader.read([answer])
             times.append(time.perf_counter() - started)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         reader.read(answers)
-        return statistics.median(times) * 1000, len(answers) / (time.perf_counter() - started)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        return statistics.median(times) * 1000, len(answers) / elapsed, cpu / len(answers) * 1000
 
-    single_ms, per_answer = passes(encoder)
+    single_ms, per_answer, cpu_ms = passes(encoder)
     single_all_ms, sequential = float("nan"), float("nan")
     lanes = f"{encoder.lanes} lane(s)"
     if settings.backend == "torch":  # the same model outside lanes: one answer after another, every thread
         lanes += f", {encoder.lane_threads} thread(s) per pass"
-        single_all_ms, sequential = passes(load_encoder(settings.model_path, settings.encode_batch_size, lanes=1))
+        single_all_ms, sequential, _ = passes(load_encoder(settings.model_path, settings.encode_batch_size, lanes=1))
     padded = float("nan")
     if hasattr(encoder, "model"):  # torch: sentence-transformers' own padded, length-sorted batches
         started = time.perf_counter()
@@ -195,7 +212,7 @@ def bare_model(answers: list[str], singles: int = 40) -> Bare:
     encoder.encode([t for per in spans for t in per])
     spans_rate = len(answers) / (time.perf_counter() - started)
     return Bare(
-        single_ms, per_answer, lanes, single_all_ms, sequential, padded, spans_rate, round(statistics.mean(map(len, spans)))
+        single_ms, per_answer, cpu_ms, lanes, single_all_ms, sequential, padded, spans_rate, round(statistics.mean(map(len, spans)))
     )
 
 
@@ -231,12 +248,16 @@ def main() -> None:
             for k, clients in enumerate(args.clients, start=1):
                 batch = answers[k * args.requests : (k + 1) * args.requests]
                 before = micro_batch_totals(base_url)
+                server_cpu = process_cpu_seconds(server.pid)
                 run = asyncio.run(load(base_url, batch, clients))
                 run.mean_batch = micro_batch_delta(base_url, before)
+                if args.workers == 1:  # several workers are child processes, not counted in the parent's /proc entry
+                    run.server_cpu_ms = (process_cpu_seconds(server.pid) - server_cpu) / run.requests * 1000
                 runs.append(run)
                 print(
                     f"{clients:>3} clients: p50 {run.percentile(50):6.1f} ms  p99 {run.percentile(99):6.1f} ms  "
-                    f"{run.rps:6.1f} req/s  mean micro-batch {run.mean_batch:.1f}",
+                    f"{run.rps:6.1f} req/s  mean micro-batch {run.mean_batch:.1f}  CPU per request: server "
+                    f"{run.server_cpu_ms:.1f} ms, load generator {run.client_cpu_ms:.1f} ms",
                     flush=True,
                 )
             load_avg = os.getloadavg()[0]
@@ -265,7 +286,7 @@ def write_report(out: Path, runs: list[Run], bare: Bare, words, load_avg, store=
     settings = get_settings()
     rows = "\n".join(
         f"| {r.clients} | {r.requests} | {r.percentile(50):.1f} | {r.percentile(99):.1f} | {r.rps:.1f} "
-        f"| {r.mean_batch:.1f} |"
+        f"| {r.mean_batch:.1f} | {r.server_cpu_ms:.1f} | {r.client_cpu_ms:.1f} |"
         for r in runs
     )
     one, top = min(runs, key=lambda r: r.clients), max(runs, key=lambda r: r.clients)
@@ -278,9 +299,14 @@ stored in {store}; {workers} server process(es); backend **{settings.backend}**,
 **{settings.span_vectors}**. {os.cpu_count()} CPU cores, no GPU; the load generator runs on the same cores
 (1-minute load average at the end: {load_avg:.1f}{"; other work shared the cores, so these numbers are pessimistic" if load_avg > (os.cpu_count() or 1) + 0.5 else ""}).
 
-| clients | requests | p50 latency (ms) | p99 latency (ms) | requests/s | mean micro-batch |
-| ---: | ---: | ---: | ---: | ---: | ---: |
+| clients | requests | p50 latency (ms) | p99 latency (ms) | requests/s | mean micro-batch | server CPU ms / request | load generator CPU ms / request |
+| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 {rows}
+
+CPU per request (all threads; the server's from /proc, the load generator's its own process time) against the
+bare model's CPU per answer reading the same answers in the lanes ({bare.cpu_ms:.1f} ms): at {top.clients} clients the
+server spends **{top.server_cpu_ms / bare.cpu_ms:.2f}x** the bare model's CPU per answer, and the load generator, on the same
+cores, another {top.client_cpu_ms / bare.cpu_ms:.2f}x.
 
 The bare model on the same answers, in the benchmark process after the server stopped (same backend, the
 server's settings: {bare.lanes}). Each pass runs in one of the encoder's lanes, as the server's do; the
