@@ -17,7 +17,7 @@ from grader.cli import app
 from grader.encoder import MemoEncoder
 from grader.errors import GraderError
 from grader.grade import Grader
-from grader.match import RubricVectors, rubric_texts, word_share
+from grader.match import RubricVectors, StemBags, rubric_texts, word_share
 
 MOHLER_SAMPLE = 200
 
@@ -93,6 +93,14 @@ def test_word_share_counts_a_key_points_stemmed_words(grader, rubrics):
     assert shares[0] == pytest.approx(max(shares)) and 0.5 <= shares[0] < 1  # "slides", "maps", "keeps" stem alike
     assert word_share(rubric.key_points[1].text, rv)[1] == pytest.approx(1.0)
     assert not word_share("My grandmother bakes apple pie with cinnamon.", rv).any()
+
+
+def test_stem_bags_count_the_share_of_each_targets_stems():
+    bags = StemBags.of(["The pooling keeps the largest value.", "It shrinks the feature map."], left_out=frozenset({"map"}))
+    shares = bags.shares(["Pooling kept values", "feature maps shrink", "", "the of and"])
+    # "kept" does not stem to "keep"; the question's "map" is left out of the second target's stems.
+    assert shares.dtype == np.float32 and shares.shape == (4, 2)
+    np.testing.assert_array_equal(shares, np.array([[2 / 4, 0], [0, 1], [0, 0], [0, 0]], dtype=np.float32))
 
 
 def test_calibration_on_word_share_rewards_the_rubrics_words(tmp_path, settings, grader, rubrics):

@@ -75,6 +75,15 @@ def test_content_hash_changes_with_content_only():
     assert a.content_hash == b.content_hash != c.content_hash
 
 
+def test_content_hash_is_computed_afresh_for_a_changed_copy():
+    # The hash is cached on the (frozen) rubric; a copy with other content must not carry the old value along.
+    a = parse_rubric({"id": "x", "question": "Why?", "key_points": [{"id": "a", "text": "Because of this."}]})
+    before = a.content_hash
+    tuned = a.model_copy(update={"thresholds": {"covered_threshold": 0.7, "partial_threshold": 0.4}})
+    assert tuned.content_hash != before == a.content_hash == a.model_copy().content_hash
+    assert tuned.content_hash == parse_rubric(tuned.model_dump()).content_hash
+
+
 def test_check_reports_overlapping_key_points_and_restated_question(grader):
     rubric = parse_rubric(
         {
