@@ -104,15 +104,12 @@ def throughput(n: int, workdir: Path) -> dict:
     source = write_jsonl(rows, workdir / "varied.jsonl")
     answer_chunks, span_chunks = chunk_texts(rows, settings.max_answer_chars)
 
-    cpu: dict[str, list[float]] = {"encoder": [], "batch": []}  # process CPU seconds (all threads) per run
-
-    def read_answers(reader=grader.encoder, record: bool = True) -> float:
-        started, cpu_started = time.perf_counter(), time.process_time()
+    def read_answers(reader=grader.encoder) -> tuple[float, float]:
+        """(seconds, process CPU seconds of all threads) to read each chunk's distinct answers once."""
+        started, cpu = time.perf_counter(), time.process_time()
         for texts in answer_chunks:
             reader.read(texts)
-        if record:
-            cpu["encoder"].append(time.process_time() - cpu_started)
-        return time.perf_counter() - started
+        return time.perf_counter() - started, time.process_time() - cpu
 
     def encode_spans() -> float:
         started = time.perf_counter()
@@ -121,16 +118,16 @@ def throughput(n: int, workdir: Path) -> dict:
         return time.perf_counter() - started
 
     ledger = JobLedger(Store(settings.database_url))
-    encoder_s = [read_answers()]
-    started, cpu_started = time.perf_counter(), time.process_time()
+    encoder_runs = [read_answers()]
+    started, cpu = time.perf_counter(), time.process_time()
     summary = run_batch(source, workdir / "varied.out.parquet", grader, rubrics, ledger)
-    batch_s = time.perf_counter() - started
-    cpu["batch"].append(time.process_time() - cpu_started)
-    encoder_s.append(read_answers())  # before and after, so drifting machine load hits both sides
+    batch_s, batch_cpu = time.perf_counter() - started, time.process_time() - cpu
+    encoder_runs.append(read_answers())  # before and after, so drifting machine load hits both sides
+    encoder_s, encoder_cpu = [s for s, _ in encoder_runs], [c for _, c in encoder_runs]
     spans_s = encode_spans()
     enc = sum(encoder_s) / len(encoder_s)
     # The same model outside lanes, one answer after another with every thread: how grading read before lanes.
-    sequential_s = read_answers(load_encoder(settings.model_path, settings.encode_batch_size, lanes=1), record=False)
+    sequential_s, _ = read_answers(load_encoder(settings.model_path, settings.encode_batch_size, lanes=1))
     return {
         "rows": n,
         "span_vectors": settings.span_vectors,
@@ -148,8 +145,8 @@ def throughput(n: int, workdir: Path) -> dict:
         "lanes": f"{grader.encoder.lanes} lane(s), {getattr(grader.encoder, 'lane_threads', '-')} thread(s) per pass",
         "sequential_s": sequential_s,
         "sequential_rows_per_s": n / sequential_s,
-        "batch_cpu_ms": cpu["batch"][0] / n * 1000,
-        "encoder_cpu_ms": sum(cpu["encoder"]) / len(cpu["encoder"]) / n * 1000,
+        "batch_cpu_ms": batch_cpu / n * 1000,
+        "encoder_cpu_ms": sum(encoder_cpu) / len(encoder_cpu) / n * 1000,
     }
 
 
