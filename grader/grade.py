@@ -53,7 +53,7 @@ from .score import (
     mapped_points,
     points_for,
 )
-from .segment import distinct_clauses, segment_answer
+from .segment import Clause, distinct_clauses, segment_answer
 from .settings import Settings, Thresholds, get_settings
 
 REASONS = {
@@ -116,7 +116,7 @@ def clean_answer(answer: str | bytes, max_chars: int) -> str:
     return answer
 
 
-def read_wording(text: str, clauses: list, spans: list[Span], rv: RubricVectors) -> Wording:
+def read_wording(text: str, clauses: list[Clause], spans: list[Span], rv: RubricVectors) -> Wording:
     """What judging reads from the answer's words alone (no vectors), so it can be done while the model reads."""
     return Wording(
         text=text,
