@@ -345,7 +345,7 @@ class ShareLimits:
 
         An answer that only talks about the topic gets nothing from the curve (it would lend a vague answer
         something); reviewed answers near it (``grader.review_calibration``) can still lift it, since a person
-        judged what it says: on Mohler the 587 answers the grader finds no key point in got 4.07 of 5 from people.
+        judged what it says: on Mohler the 587 answers the grader finds no key point in got 3.27 of 5 from people.
         """
         return curve_share(mapping, self.expected) if self.stated else 0.0
 

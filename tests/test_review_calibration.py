@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
+from pydantic import ValidationError
 from tests.conftest import serve_app
 from typer.testing import CliRunner
 
@@ -23,6 +24,9 @@ from grader.mapping import load_mapping
 from grader.result import GradeResult
 from grader.review import ReviewInput
 from grader.review_calibration import (
+    MOST_TRUST,
+    NEAR_FROM,
+    NEAR_TO,
     ReviewCalibration,
     ReviewedAnswers,
     encode_vectors,
@@ -100,8 +104,9 @@ CONTRADICTION = "I would oversample the whole data set first and then split it i
 def test_neighbours_reviewed_at_full_marks_cannot_lift_an_answer_past_the_guards(grader, rubrics, rubric_id, answer):
     rubric = rubrics[rubric_id]
     plain = grader.grade(rubric, answer)
-    # Ten reviews of this very answer at full marks: the pull alone would give it about 0.9 of max_score.
-    pulled = grader.with_review_calibrations([_artefact(grader, rubric_id, [answer] * 10, [1.0] * 10)]).grade(rubric, answer)
+    # Ten reviews of this very answer at full marks, trusted wholly: the pull alone would give it full marks.
+    artefact = _artefact(grader, rubric_id, [answer] * 10, [1.0] * 10).model_copy(update={"most_trust": 1.0})
+    pulled = grader.with_review_calibrations([artefact]).grade(rubric, answer)
     weights = {v.id: v.weight for v in plain.key_points}
     total = sum(weights.values())
     if "grader_instruction" in plain.flags:
@@ -117,7 +122,7 @@ def test_neighbours_reviewed_at_full_marks_cannot_lift_an_answer_past_the_guards
 
 
 def test_reviews_can_lift_an_answer_the_grader_finds_no_key_point_in_but_not_an_off_topic_one(grader, rubrics):
-    # No key point found is the grader's judgement, and people may judge such answers otherwise (Mohler: 4.07 of
+    # No key point found is the grader's judgement, and people may judge such answers otherwise (Mohler: 3.27 of
     # 5); an off-topic answer is zeroed by a flag, whatever its reviews say.
     rubric = rubrics["batch-normalization"]
     vague, off_topic = "It is used a lot in modern networks like ResNet.", "It depends on the situation really."
@@ -143,13 +148,29 @@ def test_an_answer_identical_to_a_reviewed_one_lands_near_its_human_score(grader
     assert other.fingerprint.calibration == "evidence@v1"
 
 
-def test_the_pull_weights_near_reviews_most():
-    machine = np.array([0.2, 0.2])
-    sims = np.array([[1.0, 0.3], [0.6, 0.6]])
-    pulled = pulled_towards_reviews(machine, sims, np.array([1.0, 0.0]))
-    assert pulled[0] == pytest.approx(0.2 * (1 - 1 / 2.001) + 1 / 2.001 * 1.0 / 1.001, abs=0.01)
-    assert 0.2 < pulled[0] and pulled[1] == pytest.approx(0.2 * 1 / 1.27 + 0.27 / 1.27 * 0.5, abs=0.01)
-    assert pulled_towards_reviews(machine, np.zeros((2, 0)), np.zeros(0)) == pytest.approx(machine)
+def test_the_pull_follows_the_nearest_reviews_and_leaves_far_answers_alone():
+    machine = np.array([0.2, 0.2, 0.2, 0.2])
+    human = np.array([1.0, 0.0])
+    sims = np.array([[1.0, 0.3], [0.6, 0.6], [0.6, 0.5], [0.35, 0.3]])
+    pulled = pulled_towards_reviews(machine, sims, human)
+    # A near-duplicate of a reviewed answer: most of the way to it (trust MOST_TRUST), its vote ~ its score.
+    assert pulled[0] == pytest.approx(0.2 + MOST_TRUST * (1.0 / (1 + np.exp(-7)) - 0.2), abs=1e-6)
+    # Halfway up the trust ramp; two equally near reviews vote half and half, a nearer one outvotes a farther.
+    half = MOST_TRUST * (0.6 - NEAR_FROM) / (NEAR_TO - NEAR_FROM)
+    assert pulled[1] == pytest.approx(0.2 + half * (0.5 - 0.2))
+    assert pulled[2] > pulled[1]
+    # Far from every review (nearest cosine under NEAR_FROM): untouched, however many reviews there are.
+    assert pulled[3] == pytest.approx(0.2)
+    many = pulled_towards_reviews(np.zeros(1), np.full((1, 500), NEAR_FROM - 0.01), np.ones(500))
+    assert many == pytest.approx([0.0])
+    assert pulled_towards_reviews(machine, np.zeros((4, 0)), np.zeros(0)) == pytest.approx(machine)
+
+
+def test_an_artefact_of_the_retired_pull_is_refused_with_what_to_do(grader, rubrics):
+    artefact = _artefact(grader, "batch-normalization", ["It normalizes activations."], [0.9]).model_dump()
+    artefact |= {"tau": 0.2, "shrink": 1.0}
+    with pytest.raises(ValidationError, match="retired summed-weights pull.*calibrate --from-reviews"):
+        ReviewCalibration.model_validate(artefact)
 
 
 # -- fitting from the store ----------------------------------------------------------------------------------
