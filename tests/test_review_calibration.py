@@ -166,7 +166,7 @@ def test_the_pull_follows_the_nearest_reviews_and_leaves_far_answers_alone():
     assert pulled_towards_reviews(machine, np.zeros((4, 0)), np.zeros(0)) == pytest.approx(machine)
 
 
-def test_an_artefact_of_the_retired_pull_is_refused_with_what_to_do(grader, rubrics):
+def test_an_artefact_of_the_retired_pull_is_refused_with_what_to_do(grader):
     artefact = _artefact(grader, "batch-normalization", ["It normalizes activations."], [0.9]).model_dump()
     artefact |= {"tau": 0.2, "shrink": 1.0}
     with pytest.raises(ValidationError, match="retired summed-weights pull.*calibrate --from-reviews"):
