@@ -133,6 +133,30 @@ def test_reviews_can_lift_an_answer_the_grader_finds_no_key_point_in_but_not_an_
     assert 0.25 * 0.6 * rubric.max_score <= lifted.score <= 0.6 * rubric.max_score and zeroed.score == 0
 
 
+def test_reviews_barely_lift_an_answer_about_another_topic(grader, rubrics):
+    # Reviews pull by the *nearest* reviewed answer: answers about neighbouring topics, in which the grader finds no
+    # key point (and which are not off-topic enough to be zeroed), stay near 0 however good the reviewed answers were.
+    # (The previous pull, trusting the summed weights of every reviewed answer, gave such answers about 0.5 points.)
+    rubric = rubrics["batch-normalization"]
+    reviewed = [
+        "It normalizes each layer's activations with the mini-batch mean and variance, then scales and shifts them.",
+        "Batch norm standardizes activations per mini-batch so training is faster and higher learning rates work.",
+        "It keeps activations at zero mean and unit variance using batch statistics; at test time, running averages.",
+    ]
+    others = [
+        "Residual connections let gradients flow through very deep networks.",
+        "Data augmentation creates more training images by flipping and cropping.",
+    ]
+    calibrated = grader.with_review_calibrations([_artefact(grader, rubric.id, reviewed, [1.0] * 3)])
+    for plain, pulled in zip(grader.grade_many([(rubric, a) for a in others]), calibrated.grade_many([(rubric, a) for a in others])):
+        assert plain.score == 0 and "no_key_point" in plain.flags and "off_topic" not in plain.flags
+        assert pulled.score <= 0.06 * rubric.max_score
+    # ... while a paraphrase of a reviewed answer is pulled most of the way to its human score.
+    paraphrase = "It standardizes every layer's activations using the mean and variance of the mini-batch, then rescales them."
+    before, after = grader.grade(rubric, paraphrase), calibrated.grade(rubric, paraphrase)
+    assert after.score >= before.score + 0.5 * (rubric.max_score - before.score)
+
+
 def test_an_answer_identical_to_a_reviewed_one_lands_near_its_human_score(grader, rubrics):
     rubric = rubrics["batch-normalization"]
     answer = "It normalizes activations with batch statistics."
