@@ -71,6 +71,7 @@ def grade_table(frame: pd.DataFrame, grader: Grader, rubrics: dict[str, Rubric] 
     out["max_score"] = [rubrics[g].max_score for g in frame["group"]]
     out["score"] = [0.0 if isinstance(r, GraderError) else r.score for r in results]
     out["coverage"] = [0.0 if isinstance(r, GraderError) else r.coverage for r in results]
+    out["confidence"] = [0.0 if isinstance(r, GraderError) else r.confidence for r in results]
     out["error"] = [r.message if isinstance(r, GraderError) else "" for r in results]
     out["flags"] = [[] if isinstance(r, GraderError) else r.flags for r in results]
     rvs = rubric_vectors(rubrics, grader)

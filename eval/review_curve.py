@@ -1,9 +1,10 @@
-"""The learning curve of the review loop: agreement after k reviewed answers per question, picked two ways.
+"""The learning curve of the review loop: agreement after k reviewed answers per question, picked three ways.
 
 Protocol (Mohler and SAF training): for every question, k of its answers are "reviewed" (their human
 score becomes known) and every other answer of the question is predicted; Pearson with the human
 scores is computed over all unreviewed answers of the data set (k = 0, 5, 10, 20). Answers are
-reviewed at random (mean of ``SEEDS`` draws) or picked by the grader (``pick_for_review``).
+reviewed at random (mean of ``SEEDS`` draws), picked by the grader (``pick_informative``), or taken least
+confident first (the review queue's default order).
 
 Methods:
 - **baseline** (from issue 20): plain answer-vs-reference embedding cosine x max_score, blended half and
@@ -51,52 +52,67 @@ from .metrics import pearson
 EVAL_DIR = PROJECT_ROOT / "eval"
 KS = (0, 5, 10, 20)
 SEEDS = range(5)
+HELD_OUT = 0.3  # share of each question's answers that no pick may take, in the held-out view
+HELD_OUT_SEED = 100
 BASELINE_BLEND = 0.5
 DATA_SETS = {"mohler": "Mohler", "saf-training": "SAF training"}
 NOTES = """
 What it shows: a reviewed answer is a reference for the answers near it. With 10 reviewed answers per
-question (grader-picked) the default score goes from 0.549 to 0.652 on Mohler and from 0.633 to 0.760 on
-SAF training; with 20, 0.715 and 0.805. The pull acts on the machine's share before the contradiction and
-keyword guards, which it cannot undo (zero flags and misconception penalties come after it too); it can lift
-an answer in which the grader found no key point, because people graded answers like it: 587 of the 2273
-Mohler answers state no key point (human mean 3.27 of 5, against 4.48 for the others).
+question the default score goes from 0.549 to 0.609 (random) / 0.652 (grader-picked) on Mohler over the answers
+not reviewed, and from 0.542 to 0.612 / 0.622 over held-out answers; on SAF training from 0.633 to 0.751 / 0.760
+(held out: 0.754 / 0.752). The pull acts on the machine's share before the contradiction and keyword guards,
+which it cannot undo (zero flags and misconception penalties come after it too); it can lift an answer in which
+the grader found no key point, because people graded answers like it: 587 of the 2273 Mohler answers state no
+key point (human mean 3.27 of 5, against 4.48 for the others).
+
+Which answers to review (2026-12-06): over the answers not reviewed, the way of picking changes *which* answers
+are scored, not only how well: least confident first (the queue's default order) reaches Mohler 0.674 at k = 10
+and grader picks 0.652, against 0.609 at random, because both take hard or unusual answers out of the scored
+set. Over held-out answers that no pick may take, the three ways are within 0.01 of each other on Mohler (0.612 /
+0.622 / 0.617 at k = 10) and on SAF training (0.754 / 0.752 / 0.759); the grader's picks help the baseline
+most (SAF 0.775 vs 0.756 at k = 10). So the gain from reviews is real (held out, Mohler 0.542 -> 0.622 at k =
+10), but the gap between grader-picked and random rows of the first table is mostly which answers remain.
+Counting reviewed answers at their human score (what a teacher ends up with) is a third view, not tabled here:
+Mohler 0.705 random / 0.755 grader-picked / 0.736 least confident at k = 10 (picks from 70% of each question's
+answers, 5 splits; measured the same day).
 
 The pull (2026-12-06): the neighbours' vote is a softmax of the cosines at 0.1, so the nearest reviewed answers
 decide it, and the trust in it is a ramp of the nearest cosine alone. The previous pull weighed every reviewed
 answer exp((cosine - 1) / 0.2) and trusted the vote w / (w + 1) of the summed weights: a sum that grows with the
 number of reviews whether or not any is near, and a vote that an average of far answers could sway. Side by
-side on the same grades (previous -> now), Mohler grader-picked 0.595 / 0.627 / 0.671 -> 0.610 / 0.652 / 0.715 at
-k = 5 / 10 / 20, random 0.593 / 0.608 / 0.641 -> 0.596 / 0.609 / 0.637; SAF training grader-picked 0.716 / 0.742 /
-0.792 -> 0.745 / 0.760 / 0.805, random 0.722 / 0.745 / 0.763 -> 0.726 / 0.751 / 0.763; and the reach ("Reach"
-lines above: another question's answer graded against this one as stating no key point, 10 random reviews)
-0.124 -> 0.029 of full marks on Mohler, 0.125 -> 0.015 on SAF. The ramp (0 at cosine 0.4, 0.8 from 0.8) and the
-vote's 0.1 were chosen on SAF training among ramps whose SAF reach stays under 0.02; the summed trust with the
-sharper vote and a smaller shrink (0.25-0.5) reached Mohler 0.666-0.675 at k = 10 but lifted other questions'
-answers to 0.21-0.45 of full marks, so it was not kept. Refitting the curve per question from the k reviewed answers adds
-nothing measurable; the per-rubric refit of `grader calibrate --from-reviews --rubric` is kept for its
-fingerprinted, versioned curve, not for accuracy.
+side on the same grades (previous -> now), over the answers not reviewed, Mohler grader-picked 0.595 / 0.627 /
+0.671 -> 0.610 / 0.652 / 0.715 at k = 5 / 10 / 20, random 0.593 / 0.608 / 0.641 -> 0.596 / 0.609 / 0.637; SAF
+training grader-picked 0.716 / 0.742 / 0.792 -> 0.745 / 0.760 / 0.805, random 0.722 / 0.745 / 0.763 -> 0.726 /
+0.751 / 0.763; and the reach ("Reach" lines above: another question's answer graded against this one as stating
+no key point, 10 random reviews) 0.124 -> 0.029 of full marks on Mohler, 0.125 -> 0.015 on SAF. The ramp (0 at
+cosine 0.4, 0.8 from 0.8) and the vote's 0.1 were chosen on SAF training among ramps whose SAF reach stays under
+0.02; the summed trust with the sharper vote and a smaller shrink (0.25-0.5) reached Mohler 0.666-0.675 at k = 10
+but lifted other questions' answers to 0.21-0.45 of full marks, so it was not kept. Refitting the curve per
+question from the k reviewed answers adds nothing measurable; the per-rubric refit of `grader calibrate
+--from-reviews --rubric` is kept for its fingerprinted, versioned curve, not for accuracy.
 
-Also measured 2026-12-06 and not kept (Mohler, k = 10): a per-question affine recalibration of the machine
-share from the reviewed answers (0.53-0.62); a learned combiner (gradient boosting over the machine share, the
-votes, nearest cosines and reviewed means) fitted on SAF training and applied to Mohler (0.635 random / 0.648
-grader-picked), or fitted leave-one-out on the reviewed answers alone (0.62-0.65); the vote weighted by a token
-alignment of the answers instead of their cosine (0.69 grader-picked under the summed trust at shrink 0.25,
-neutral on SAF; it would need every reviewed answer's token vectors in the artefact).
+Also measured 2026-12-06 and not kept (Mohler, k = 10, over the answers not reviewed): a per-question affine
+recalibration of the machine share from the reviewed answers (0.53-0.62); a learned combiner (gradient boosting
+over the machine share, the votes, nearest cosines and reviewed means) fitted on SAF training and applied to
+Mohler (0.635 random / 0.648 grader-picked), or fitted leave-one-out on the reviewed answers alone (0.62-0.65);
+the vote weighted by a token alignment of the answers instead of their cosine (+0.012 grader-picked; it would
+need every reviewed answer's token vectors in the artefact). eval/experiments.md has the tables.
 
 The baseline's vote was a cosine-weighted mean (weights max(cosine, 0)), which reached Mohler 0.552 / 0.571 / 0.604
 at k = 5 / 10 / 20 with random picks, below the figures the issue gives for its version (0.56 / 0.62 / 0.69); with
-the pull's softmax vote it reaches 0.578 / 0.606 / 0.659, near them, so that is the baseline now. The default score
-with reviews is above it on Mohler at k = 5 and 10 and with grader-picked reviews at every k, below it at k = 20
-with random reviews (0.637 vs 0.659), and below it on SAF training (grader-picked 0.760 vs 0.773 at 10).
+the pull's softmax vote it reaches 0.578 / 0.606 / 0.659, near them, so that is the baseline now. Over held-out
+answers the default score with reviews is level with it at k = 5 and 10 on Mohler (0.599 / 0.612 vs 0.590 /
+0.612 at random) and below it at k = 20 (0.628 vs 0.643), and level or below on SAF training.
 
 The target (Mohler >= 0.70 with 10 reviewed answers per question) is not met by the default score (0.652
-grader-picked). The old answer-level calibration of the previous release, pulled the same way, reaches it (0.701
-at k = 10, 0.796 at k = 20, grader-picked), but it has no contradicted share and is gameable (eval/REPORT.md).
+grader-picked over the answers not reviewed, 0.622 held out). The old answer-level calibration of the previous
+release, pulled the same way, reaches 0.701 grader-picked over the answers not reviewed (0.686 held out), but it
+has no contradicted share and is gameable (eval/REPORT.md).
 
 Caveats: the pull's parameters and the picks' SCORE_SPREAD were chosen on SAF training, so its rows are
 optimistic; Mohler is the honest test. The evidence mapping was fitted in part on SAF training
-(grader/mappings), so its SAF rows are optimistic too. The least-confident-first order of the queue was not
-measured as a picking strategy.
+(grader/mappings), so its SAF rows are optimistic too. Held out, k = 20 leaves a pool of about 20 answers per
+Mohler question, so the k = 20 column there reviews nearly the whole pool whatever the way of picking.
 """
 
 
@@ -189,15 +205,23 @@ def default_prediction(score: DefaultScore, mapping, human, sims, reviewed, rest
     return score.points(rest, pulled)
 
 
-Picker = Callable[[np.ndarray, np.ndarray, int, np.random.Generator], np.ndarray]
+Picker = Callable[[np.ndarray, np.ndarray, np.ndarray, int, np.random.Generator], np.ndarray]
 
 
-def random_picks(vectors, shares, k, rng) -> np.ndarray:
+def random_picks(vectors, shares, confidence, k, rng) -> np.ndarray:
     return rng.permutation(len(shares))[:k]
 
 
-def grader_picks(vectors, shares, k, rng) -> np.ndarray:
+def grader_picks(vectors, shares, confidence, k, rng) -> np.ndarray:
     return np.array(pick_informative(vectors, shares, k), int)
+
+
+def least_confident_picks(vectors, shares, confidence, k, rng) -> np.ndarray:
+    """The review queue's own order (``GET /v1/review`` without a strategy): least confident first."""
+    return np.argsort(confidence, kind="stable")[:k]
+
+
+PICKS = {"random": random_picks, "grader-picked": grader_picks, "least confident": least_confident_picks}
 
 
 METHODS = {
@@ -208,19 +232,33 @@ METHODS = {
 }
 
 
-def curve_point(frame: pd.DataFrame, vectors: np.ndarray, k: int, pick: Picker, method: str, seed: int) -> float:
-    """Pearson over every unreviewed answer when k answers per question are reviewed."""
+def curve_point(
+    frame: pd.DataFrame, vectors: np.ndarray, k: int, pick: Picker, method: str, seed: int, held_out: float = 0.0
+) -> float:
+    """Pearson when k answers per question are reviewed: over every unreviewed answer, or over a held-out share.
+
+    With ``held_out`` > 0 that share of each question's answers (drawn with ``seed``) can never be reviewed and
+    Pearson is taken over them alone, so every way of picking is judged on the same answers: over the
+    unreviewed answers, picks that leave out the hardest or most unusual answers score higher without
+    predicting any answer better.
+    """
     rng = np.random.default_rng(seed)
+    split = np.random.default_rng(HELD_OUT_SEED + seed)
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     mapping = load_mapping(Settings().mapping_path)
     human_all, pred_all = [], []
     for rows in frame.groupby("group", sort=True).indices.values():
         q = frame.iloc[rows]
+        n = len(rows)
+        test = split.permutation(n)[: max(3, int(held_out * n))] if held_out else np.zeros(0, int)
+        pool = np.setdiff1d(np.arange(n), test)
         sims = unit[rows] @ unit[rows].T
         human = q["human"].to_numpy(float)
         machine = (q["machine"] if method in ("baseline", "old") else q["score"]).to_numpy(float)
-        reviewed = pick(unit[rows], machine / q["max_score"].to_numpy(float), min(k, len(rows) - 1), rng)
-        rest = np.setdiff1d(np.arange(len(rows)), reviewed)
+        shares = machine / q["max_score"].to_numpy(float)
+        confidence = q["confidence"].to_numpy(float)
+        reviewed = pool[pick(unit[rows][pool], shares[pool], confidence[pool], min(k, len(pool) - 1), rng)]
+        rest = np.setdiff1d(np.arange(n), reviewed)
         if method == "baseline":
             cosine = (q["embedding_cosine"] * q["max_score"]).to_numpy(float)
             pred = baseline_prediction(cosine, human, sims, reviewed, rest)
@@ -229,8 +267,9 @@ def curve_point(frame: pd.DataFrame, vectors: np.ndarray, k: int, pick: Picker, 
         else:
             score = DefaultScore.of(q, Settings().thresholds.keyword_list_credit)
             pred = default_prediction(score, mapping, human, sims, reviewed, rest, refit=method == "refit")
-        human_all += list(human[rest])
-        pred_all += list(pred)
+        scored = np.isin(rest, test) if held_out else np.ones(len(rest), bool)
+        human_all += list(human[rest][scored])
+        pred_all += list(pred[scored])
     return pearson(human_all, pred_all)
 
 
@@ -253,25 +292,38 @@ def reach(frame: pd.DataFrame, vectors: np.ndarray, k: int = 10, strangers: int 
     return float(np.mean(lifted)), float(np.quantile(lifted, 0.9))
 
 
-def learning_curve(frame: pd.DataFrame, vectors: np.ndarray) -> pd.DataFrame:
+def learning_curve(frame: pd.DataFrame, vectors: np.ndarray, held_out: float = 0.0) -> pd.DataFrame:
+    """One row per method and way of picking, one column per k. Held out: every way averaged over SEEDS splits."""
     rows = []
     for method, label in METHODS.items():
-        for picks, pick in (("random", random_picks), ("grader-picked", grader_picks)):
-            seeds = SEEDS if picks == "random" else [0]
+        for picks, pick in PICKS.items():
+            seeds = SEEDS if picks == "random" or held_out else [0]
             row = {"method": label, "reviewed answers picked": picks}
             for k in KS:
-                row[f"k={k}"] = float(np.mean([curve_point(frame, vectors, k, pick, method, s) for s in seeds]))
+                row[f"k={k}"] = float(np.mean([curve_point(frame, vectors, k, pick, method, s, held_out) for s in seeds]))
             rows.append(row)
     return pd.DataFrame(rows)
 
 
-def render(curves: dict[str, tuple[pd.DataFrame, int, int, tuple[float, float]]]) -> str:
+@dataclass
+class Curves:
+    """One data set's learning curves: over the unreviewed answers, over held-out answers, and the reach."""
+
+    unreviewed: pd.DataFrame
+    held_out: pd.DataFrame
+    answers: int
+    questions: int
+    reach: tuple[float, float]
+
+
+def render(curves: dict[str, Curves]) -> str:
     parts = [
         "# The review loop: agreement after k reviewed answers per question\n",
         "Generated by `python -m eval.review_curve` (do not edit by hand). Pearson with the human scores over every "
         "answer not reviewed; k answers of each question reviewed (their human score known), picked at random "
-        f"(mean of {len(SEEDS)} draws) or by the grader (`grader.review.pick_informative`, the same function as "
-        "`grader review pick` and `GET /v1/review?strategy=informative`).\n",
+        f"(mean of {len(SEEDS)} draws), by the grader (`grader.review.pick_informative`, the same function as "
+        "`grader review pick` and `GET /v1/review?strategy=informative`), or least confident first (the order of "
+        "`GET /v1/review` without a strategy).\n",
         "**baseline** (as described in issue 20): answer-vs-reference embedding cosine x max_score, blended half "
         "and half with a similarity-weighted vote of the reviewed answers' human scores (the same vote as the "
         "pull's). **default + reviews**: the "
@@ -286,9 +338,17 @@ def render(curves: dict[str, tuple[pd.DataFrame, int, int, tuple[float, float]]]
         "cross-validated by question) pulled the same way, the default's guards not applied (only zero flags). "
         "Parameters chosen on SAF training, applied to Mohler unchanged.\n",
     ]
-    for name, (table, answers, questions, (mean, p90)) in curves.items():
+    for name, c in curves.items():
+        mean, p90 = c.reach
         parts += [
-            f"## {DATA_SETS[name]} ({answers} answers, {questions} questions)\n", _markdown(table), "",
+            f"## {DATA_SETS[name]} ({c.answers} answers, {c.questions} questions)\n",
+            "Over every answer not reviewed:\n", _markdown(c.unreviewed), "",
+            (
+                f"Over held-out answers: {HELD_OUT:.0%} of each question's answers that no pick may take (drawn anew "
+                f"for each of {len(SEEDS)} runs, the mean shown), so every way of picking is judged on the same "
+                "answers; the others are the pool the k reviewed answers come from:\n"
+            ),
+            _markdown(c.held_out), "",
             (
                 "Reach: answers to other questions, stating no key point of this one and not flagged off-topic, get "
                 f"{mean:.3f} of full marks on average from 10 reviewed answers (90th percentile {p90:.3f}).\n"
@@ -317,7 +377,10 @@ def main() -> None:
     for name in DATA_SETS:
         frame, vectors = load_graded(name, args.data_dir, grader, args.cache)
         frame["machine"] = grader_scores(name, frame)
-        curves[name] = (learning_curve(frame, vectors), len(frame), frame["group"].nunique(), reach(frame, vectors))
+        curves[name] = Curves(
+            learning_curve(frame, vectors), learning_curve(frame, vectors, HELD_OUT), len(frame),
+            frame["group"].nunique(), reach(frame, vectors),
+        )
     args.out.write_text(render(curves), encoding="utf-8")
     print(args.out.read_text(encoding="utf-8"))
 
