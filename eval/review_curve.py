@@ -232,8 +232,42 @@ METHODS = {
 }
 
 
+@dataclass
+class Question:
+    """One question's graded answers and what every curve point reads from them, computed once per data set."""
+
+    unit: np.ndarray  # (n, d) unit embeddings of the answers
+    sims: np.ndarray  # (n, n) their cosines
+    human: np.ndarray
+    max_score: np.ndarray
+    machine: np.ndarray  # the old calibration's score (baseline and old methods)
+    score: np.ndarray  # the default score
+    confidence: np.ndarray
+    cosine: np.ndarray  # answer-vs-reference cosine x max_score (the baseline's own score)
+    default: DefaultScore
+
+    def shares(self, method: str) -> np.ndarray:
+        """The machine shares a pick reads: the method's own score over max_score."""
+        return (self.machine if method in ("baseline", "old") else self.score) / self.max_score
+
+
+def questions_of(frame: pd.DataFrame, vectors: np.ndarray) -> list[Question]:
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    keyword_list_credit = Settings().thresholds.keyword_list_credit
+    questions = []
+    for rows in frame.groupby("group", sort=True).indices.values():
+        q = frame.iloc[rows]
+        questions.append(Question(
+            unit=unit[rows], sims=unit[rows] @ unit[rows].T, human=q["human"].to_numpy(float),
+            max_score=q["max_score"].to_numpy(float), machine=q["machine"].to_numpy(float),
+            score=q["score"].to_numpy(float), confidence=q["confidence"].to_numpy(float),
+            cosine=(q["embedding_cosine"] * q["max_score"]).to_numpy(float), default=DefaultScore.of(q, keyword_list_credit),
+        ))
+    return questions
+
+
 def curve_point(
-    frame: pd.DataFrame, vectors: np.ndarray, k: int, pick: Picker, method: str, seed: int, held_out: float = 0.0
+    questions: list[Question], mapping, k: int, pick: Picker, method: str, seed: int, held_out: float = 0.0
 ) -> float:
     """Pearson when k answers per question are reviewed: over every unreviewed answer, or over a held-out share.
 
@@ -244,31 +278,21 @@ def curve_point(
     """
     rng = np.random.default_rng(seed)
     split = np.random.default_rng(HELD_OUT_SEED + seed)
-    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-    mapping = load_mapping(Settings().mapping_path)
     human_all, pred_all = [], []
-    for rows in frame.groupby("group", sort=True).indices.values():
-        q = frame.iloc[rows]
-        n = len(rows)
+    for q in questions:
+        n = len(q.human)
         test = split.permutation(n)[: max(3, int(held_out * n))] if held_out else np.zeros(0, int)
         pool = np.setdiff1d(np.arange(n), test)
-        sims = unit[rows] @ unit[rows].T
-        human = q["human"].to_numpy(float)
-        machine = (q["machine"] if method in ("baseline", "old") else q["score"]).to_numpy(float)
-        shares = machine / q["max_score"].to_numpy(float)
-        confidence = q["confidence"].to_numpy(float)
-        reviewed = pool[pick(unit[rows][pool], shares[pool], confidence[pool], min(k, len(pool) - 1), rng)]
+        reviewed = pool[pick(q.unit[pool], q.shares(method)[pool], q.confidence[pool], min(k, len(pool) - 1), rng)]
         rest = np.setdiff1d(np.arange(n), reviewed)
         if method == "baseline":
-            cosine = (q["embedding_cosine"] * q["max_score"]).to_numpy(float)
-            pred = baseline_prediction(cosine, human, sims, reviewed, rest)
+            pred = baseline_prediction(q.cosine, q.human, q.sims, reviewed, rest)
         elif method == "old":
-            pred = old_prediction(machine, human, sims, reviewed, rest)
+            pred = old_prediction(q.machine, q.human, q.sims, reviewed, rest)
         else:
-            score = DefaultScore.of(q, Settings().thresholds.keyword_list_credit)
-            pred = default_prediction(score, mapping, human, sims, reviewed, rest, refit=method == "refit")
+            pred = default_prediction(q.default, mapping, q.human, q.sims, reviewed, rest, refit=method == "refit")
         scored = np.isin(rest, test) if held_out else np.ones(len(rest), bool)
-        human_all += list(human[rest][scored])
+        human_all += list(q.human[rest][scored])
         pred_all += list(pred[scored])
     return pearson(human_all, pred_all)
 
@@ -292,7 +316,7 @@ def reach(frame: pd.DataFrame, vectors: np.ndarray, k: int = 10, strangers: int 
     return float(np.mean(lifted)), float(np.quantile(lifted, 0.9))
 
 
-def learning_curve(frame: pd.DataFrame, vectors: np.ndarray, held_out: float = 0.0) -> pd.DataFrame:
+def learning_curve(questions: list[Question], mapping, held_out: float = 0.0) -> pd.DataFrame:
     """One row per method and way of picking, one column per k. Held out: every way averaged over SEEDS splits."""
     rows = []
     for method, label in METHODS.items():
@@ -300,7 +324,7 @@ def learning_curve(frame: pd.DataFrame, vectors: np.ndarray, held_out: float = 0
             seeds = SEEDS if picks == "random" or held_out else [0]
             row = {"method": label, "reviewed answers picked": picks}
             for k in KS:
-                row[f"k={k}"] = float(np.mean([curve_point(frame, vectors, k, pick, method, s, held_out) for s in seeds]))
+                row[f"k={k}"] = float(np.mean([curve_point(questions, mapping, k, pick, method, s, held_out) for s in seeds]))
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -374,12 +398,14 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=None, help="a folder to keep the graded tables in across runs")
     args = parser.parse_args()
     grader = Grader(Settings(calibration_path=None))
+    mapping = load_mapping(Settings().mapping_path)
     curves = {}
     for name in DATA_SETS:
         frame, vectors = load_graded(name, args.data_dir, grader, args.cache)
         frame["machine"] = grader_scores(name, frame)
+        questions = questions_of(frame, vectors)
         curves[name] = Curves(
-            learning_curve(frame, vectors), learning_curve(frame, vectors, HELD_OUT), len(frame),
+            learning_curve(questions, mapping), learning_curve(questions, mapping, HELD_OUT), len(frame),
             frame["group"].nunique(), reach(frame, vectors),
         )
     args.out.write_text(render(curves), encoding="utf-8")

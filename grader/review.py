@@ -162,9 +162,8 @@ def pick_informative(vectors: np.ndarray, shares: Sequence[float], n: int, score
     A reviewed answer corrects the grades of the answers near it (``eval/review_curve.py``), so the picks
     should cover the answers, in what they say and in the score the grader gave them: farthest-first
     traversal over the distance ``(1 - cosine of the answers) + score_spread * |machine share difference|``,
-    starting at the most central answer. The least confident answers alone bunch up around the thresholds
-    and teach the grader about one kind of answer. Measured on answers no pick may take (eval/REVIEW_CURVE.md,
-    held out), these picks, random picks and least-confident picks teach the default score about equally
+    starting at the most central answer. Measured on answers no pick may take (eval/REVIEW_CURVE.md, held
+    out), these picks, random picks and the least confident answers teach the default score about equally
     (within 0.01 on Mohler and SAF); they teach the plain-cosine baseline more than random picks do on SAF.
     """
     if n <= 0 or len(shares) == 0:

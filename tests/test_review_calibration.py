@@ -148,11 +148,14 @@ def test_reviews_barely_lift_an_answer_about_another_topic(grader, rubrics):
         "Data augmentation creates more training images by flipping and cropping.",
     ]
     calibrated = grader.with_review_calibrations([_artefact(grader, rubric.id, reviewed, [1.0] * 3)])
-    for plain, pulled in zip(grader.grade_many([(rubric, a) for a in others]), calibrated.grade_many([(rubric, a) for a in others])):
+    items = [(rubric, a) for a in others]
+    for plain, pulled in zip(grader.grade_many(items), calibrated.grade_many(items)):
         assert plain.score == 0 and "no_key_point" in plain.flags and "off_topic" not in plain.flags
         assert pulled.score <= 0.06 * rubric.max_score
     # ... while a paraphrase of a reviewed answer is pulled most of the way to its human score.
-    paraphrase = "It standardizes every layer's activations using the mean and variance of the mini-batch, then rescales them."
+    paraphrase = (
+        "It standardizes every layer's activations using the mean and variance of the mini-batch, then rescales them."
+    )
     before, after = grader.grade(rubric, paraphrase), calibrated.grade(rubric, paraphrase)
     assert after.score >= before.score + 0.5 * (rubric.max_score - before.score)
 
