@@ -137,6 +137,16 @@ def test_naming_the_topic_states_no_listed_contradiction(grader, rubrics):
     assert all(v.status != "contradicted" for v in result.key_points)
 
 
+def test_the_point_said_in_the_contradictions_own_words_is_not_a_contradiction(grader, rubrics):
+    # "takes" is a word of the listed contradiction ("takes the average") that the long key point lacks; with the
+    # short paraphrase in the rubric, a correct short answer is credited and the wrong one still denied.
+    rubric = rubrics["max-pooling"]
+    right = grader.grade(rubric, "Max pooling takes the largest value in each window.")
+    wrong = grader.grade(rubric, "Max pooling averages the values in each window.")
+    assert {v.id: v.status for v in right.key_points}["takes-max"] == "covered" and "contradiction" not in right.flags
+    assert {v.id: v.status for v in wrong.key_points}["takes-max"] == "contradicted"
+
+
 def test_stating_a_listed_contradiction_costs_the_key_points_weight(grader, rubrics):
     rubric = rubrics["imbalanced-data"]
     answer = "I would oversample the whole data set first and then split it into training and test sets."
