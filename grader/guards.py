@@ -12,6 +12,7 @@ from functools import lru_cache
 
 import Stemmer
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+from wordfreq import zipf_frequency
 
 _WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?")
 
@@ -406,12 +407,28 @@ def adds_to_question(clause: str, question: str, key_points: list[str]) -> bool:
     return bool(new & content_stems(clause))
 
 
+# Words this common in English ("take", "get", "set", "make", "use": a Zipf frequency of 5.5 or more, i.e. used
+# 10^5.5 times per billion words, by wordfreq) build a claim's frame, not what makes it wrong: "Max-pooling takes the
+# average" is wrong for "average", and "Max pooling takes the largest value in each window", a correct answer, shares
+# only the frame word "takes" with it (it was contradicted: 0.19 of 5).
+LIGHT_ZIPF = 5.5
+
+
+@lru_cache(maxsize=65536)
+def is_light_word(word: str) -> bool:
+    """Whether ``word``, or the word its stem spells ("takes" -> "take"), is among the most common English words."""
+    return max(zipf_frequency(word, "en"), zipf_frequency(stem(word), "en")) >= LIGHT_ZIPF
+
+
 def states_claim(claim: str, claim_context: list[str], clause: str) -> bool:
     """Whether ``clause`` shares a word that sets ``claim`` apart from ``claim_context``.
 
     A listed contradiction or misconception is on the key point's topic by design, so embedding
     similarity alone cannot tell "keeps the largest value" from "takes the average"; the clause
-    must also use a word of what makes the claim different ("average").
+    must also use a word of what makes the claim different ("average"). Where the claim differs in
+    rarer words as well as common ones, the clause must share a rarer one (``LIGHT_ZIPF``).
     """
     distinctive = content_stems(claim) - set().union(*(content_stems(t) for t in claim_context))
-    return bool(distinctive & content_stems(clause)) if distinctive else True
+    heavy = {stem(w) for w in content_words(claim) if not is_light_word(w)} & distinctive
+    needed = heavy or distinctive
+    return bool(needed & content_stems(clause)) if needed else True

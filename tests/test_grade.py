@@ -138,8 +138,8 @@ def test_naming_the_topic_states_no_listed_contradiction(grader, rubrics):
 
 
 def test_the_point_said_in_the_contradictions_own_words_is_not_a_contradiction(grader, rubrics):
-    # "takes" is a word of the listed contradiction ("takes the average") that the long key point lacks; with the
-    # short paraphrase in the rubric, a correct short answer is credited and the wrong one still denied.
+    # "takes" is a word of the listed contradiction ("takes the average") that the long key point lacks; a word that
+    # common only frames the claim, so the correct short answer is credited and the wrong one still denied.
     rubric = rubrics["max-pooling"]
     right = grader.grade(rubric, "Max pooling takes the largest value in each window.")
     wrong = grader.grade(rubric, "Max pooling averages the values in each window.")

@@ -12,6 +12,7 @@ from grader.guards import (
     is_negated,
     is_non_answer,
     polarity_flipped,
+    states_claim,
     stem,
     swaps_counterpart,
 )
@@ -83,6 +84,27 @@ from grader.guards import (
 )
 def test_polarity_flips_on_added_negation_and_reversed_direction_only(statement, evidence, flipped):
     assert polarity_flipped(statement, evidence) is flipped
+
+
+@pytest.mark.parametrize(
+    ("clause", "stated"),
+    [
+        ("Max pooling averages the values in each window.", True),
+        ("It takes the average of every patch.", True),
+        ("Max pooling takes the largest value in each window.", False),  # shares only the frame word "takes"
+        ("It takes the maximum.", False),
+    ],
+)
+def test_a_claim_is_stated_by_its_rarer_distinctive_words_not_by_its_common_ones(clause, stated):
+    point = "Max-pooling slides a small window over each feature map and keeps only the largest value."
+    assert states_claim("Max-pooling takes the average of the values in each window.", [point], clause) is stated
+
+
+def test_a_claim_that_differs_only_in_common_words_still_needs_one_of_them():
+    point = "The filter weights are shared across every position of the image, not separate for each one."
+    claim = "Every position in the image gets its own separate set of filter weights."  # apart from it: "gets", "set"
+    assert states_claim(claim, [point], "Each position gets a different set of weights.")
+    assert not states_claim(claim, [point], "Each position has its own weights.")
 
 
 def test_double_negation_close_together_cancels_but_parallel_negations_do_not():
