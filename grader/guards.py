@@ -420,6 +420,18 @@ def is_light_word(word: str) -> bool:
     return max(zipf_frequency(word, "en"), zipf_frequency(stem(word), "en")) >= LIGHT_ZIPF
 
 
+# "unlike X", "rather than X", "instead of X", "as opposed to X", "not X": up to two words, then the word set aside.
+_SET_ASIDE = re.compile(
+    r"\b(?:unlike|rather than|instead of|as opposed to|in contrast to|not)\s+(?:(?:the|a|an|its|their)\s+)?([A-Za-z]+)",
+    re.IGNORECASE,
+)
+
+
+def _claimed_outside(clause: str) -> set[str]:
+    """Stems the clause uses outside its set-aside phrases ("average" in "the average, unlike the max")."""
+    return content_stems(_SET_ASIDE.sub(" ", clause))
+
+
 def states_claim(claim: str, claim_context: list[str], clause: str) -> bool:
     """Whether ``clause`` shares a word that sets ``claim`` apart from ``claim_context``.
 
@@ -431,4 +443,9 @@ def states_claim(claim: str, claim_context: list[str], clause: str) -> bool:
     distinctive = content_stems(claim) - set().union(*(content_stems(t) for t in claim_context))
     heavy = {stem(w) for w in content_words(claim) if not is_light_word(w)} & distinctive
     needed = heavy or distinctive
-    return bool(needed & content_stems(clause)) if needed else True
+    if not needed:
+        return True
+    # A word named only as what the clause sets aside ("Unlike average pooling, ...", "... rather than the average")
+    # is not claimed of the subject.
+    claimed = {stem(m.group(1)) for m in _SET_ASIDE.finditer(clause)}
+    return bool(needed & (content_stems(clause) - (claimed - _claimed_outside(clause))))

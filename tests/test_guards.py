@@ -93,6 +93,9 @@ def test_polarity_flips_on_added_negation_and_reversed_direction_only(statement,
         ("It takes the average of every patch.", True),
         ("Max pooling takes the largest value in each window.", False),  # shares only the frame word "takes"
         ("It takes the maximum.", False),
+        ("Unlike average pooling, max pooling keeps the largest value.", False),  # "average" only set aside
+        ("It keeps the largest value, not the average.", False),
+        ("Max pooling takes the average rather than the largest value.", True),
     ],
 )
 def test_a_claim_is_stated_by_its_rarer_distinctive_words_not_by_its_common_ones(clause, stated):
