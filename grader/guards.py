@@ -420,7 +420,7 @@ def is_light_word(word: str) -> bool:
     return max(zipf_frequency(word, "en"), zipf_frequency(stem(word), "en")) >= LIGHT_ZIPF
 
 
-# "unlike X", "rather than X", "instead of X", "as opposed to X", "not X": up to two words, then the word set aside.
+# "unlike X", "rather than X", "instead of X", "as opposed to X", "not X": an optional article, then the word set aside.
 _SET_ASIDE = re.compile(
     r"\b(?:unlike|rather than|instead of|as opposed to|in contrast to|not)\s+(?:(?:the|a|an|its|their)\s+)?([A-Za-z]+)",
     re.IGNORECASE,
@@ -447,5 +447,5 @@ def states_claim(claim: str, claim_context: list[str], clause: str) -> bool:
         return True
     # A word named only as what the clause sets aside ("Unlike average pooling, ...", "... rather than the average")
     # is not claimed of the subject.
-    claimed = {stem(m.group(1)) for m in _SET_ASIDE.finditer(clause)}
-    return bool(needed & (content_stems(clause) - (claimed - _claimed_outside(clause))))
+    set_aside = {stem(m.group(1)) for m in _SET_ASIDE.finditer(clause)} - _claimed_outside(clause)
+    return bool(needed & (content_stems(clause) - set_aside))
