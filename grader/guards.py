@@ -427,7 +427,7 @@ _SET_ASIDE = re.compile(
 )
 
 
-def _claimed_outside(clause: str) -> set[str]:
+def _claimed_outside(clause: str) -> frozenset[str]:
     """Stems the clause uses outside its set-aside phrases ("average" in "the average, unlike the max")."""
     return content_stems(_SET_ASIDE.sub(" ", clause))
 
